@@ -1,0 +1,217 @@
+"""The model host: loads model versions on first use and keeps the hot ones in memory.
+
+`ModelHost` is shared by embedded mode (DuckDB in-process) and the bridge service. It resolves a
+reference (`name`, `name:3`, `name:staging`) through the registry, loads each version once even
+under concurrent first requests, keeps loaded versions under a memory budget by evicting the least
+recently used unpinned one, validates batches against the signature, and implements NULL in, NULL
+out. If the version an alias points at fails to load, the newest older version that loads keeps
+serving (and the failure is reported through `HostEvents`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from sqlml.bridge.manifest import Manifest
+from sqlml.bridge.registry import ModelRef, Registry
+from sqlml.bridge.runtimes import Runtime, runtime_class
+from sqlml.bridge.signature import arrow_type, conform, null_rows, scatter
+from sqlml.errors import ModelLoadError, SqlmlError
+
+log = logging.getLogger("sqlml.host")
+
+
+class HostEvents:
+    """Callbacks for metrics; the bridge subclasses it, embedded mode uses these no-ops."""
+
+    def cache_hit(self, name: str, version: int) -> None: ...
+    def cache_miss(self, name: str, version: int) -> None: ...
+    def loaded(self, name: str, version: int, seconds: float, nbytes: int) -> None: ...
+    def load_failed(self, name: str, version: int, error: SqlmlError) -> None: ...
+    def waited_for_load(self, name: str, version: int, seconds: float) -> None: ...
+    def unloaded(self, name: str, version: int, seconds: float) -> None: ...
+
+
+@dataclass
+class LoadedModel:
+    manifest: Manifest
+    runtime: Runtime
+    nbytes: int
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.manifest.name, self.manifest.version)
+
+
+class ModelHost:
+    def __init__(
+        self,
+        registry: Registry,
+        memory_budget: int | None = None,
+        events: HostEvents | None = None,
+    ):
+        self.registry = registry
+        self.memory_budget = memory_budget
+        self.events = events or HostEvents()
+        self._loaded: OrderedDict[tuple[str, int], LoadedModel] = OrderedDict()
+        self._pinned: set[str] = set()
+        self._lock = threading.Lock()
+        self._loading: dict[tuple[str, int], threading.Lock] = {}
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def get(self, ref: ModelRef | str) -> LoadedModel:
+        """The loaded model for a reference, loading it (once) if needed."""
+        ref = ModelRef.parse(ref) if isinstance(ref, str) else ref
+        version = self.registry.resolve(ref)
+        try:
+            return self._get_version(ref.name, version)
+        except ModelLoadError:
+            if ref.ref is not None and ref.ref.isdigit():
+                raise  # an explicit version was asked for: no substitute
+            for older in reversed([v for v in self.registry.versions(ref.name) if v < version]):
+                try:
+                    model = self._get_version(ref.name, older)
+                except ModelLoadError:
+                    continue
+                log.warning("model %s version %s failed to load; serving version %s", ref.name, version, older)
+                return model
+            raise
+
+    def _get_version(self, name: str, version: int) -> LoadedModel:
+        key = (name, version)
+        with self._lock:
+            model = self._loaded.get(key)
+            if model is not None:
+                self._loaded.move_to_end(key)
+                self.events.cache_hit(name, version)
+                return model
+            self.events.cache_miss(name, version)
+            load_lock = self._loading.setdefault(key, threading.Lock())
+        started = time.perf_counter()
+        with load_lock:  # concurrent first requests wait here for one load
+            with self._lock:
+                model = self._loaded.get(key)
+            if model is not None:
+                self.events.waited_for_load(name, version, time.perf_counter() - started)
+                return model
+            model = self._load(name, version)
+            with self._lock:
+                self._loaded[key] = model
+                self._loading.pop(key, None)
+                self._evict_over_budget(keep=key)
+            return model
+
+    def _load(self, name: str, version: int) -> LoadedModel:
+        started = time.perf_counter()
+        try:
+            manifest = self.registry.manifest(name, version)
+            runtime = runtime_class(manifest.runtime)(manifest, self.registry.local_path(name, version))
+            runtime.load()
+            nbytes = runtime.memory_bytes()
+        except SqlmlError as exc:
+            if not isinstance(exc, ModelLoadError):
+                exc = ModelLoadError(f'model "{name}" version {version} failed to load: {exc.message}')
+            self.events.load_failed(name, version, exc)
+            raise exc from None
+        except Exception as exc:  # a corrupt artifact can raise anything from its library
+            error = ModelLoadError(
+                f'model "{name}" version {version} failed to load: {type(exc).__name__}: {str(exc)[:300]}',
+                hint="the artifact may be corrupt; earlier versions keep serving",
+                detail={"model": name, "version": version},
+            )
+            self.events.load_failed(name, version, error)
+            raise error from None
+        self.events.loaded(name, version, time.perf_counter() - started, nbytes)
+        return LoadedModel(manifest, runtime, nbytes)
+
+    def _evict_over_budget(self, keep: tuple[str, int]) -> None:
+        if self.memory_budget is None:
+            return
+        for key in list(self._loaded):
+            if self.loaded_bytes() <= self.memory_budget:
+                break
+            if key == keep or key[0] in self._pinned:
+                continue
+            self._unload(key)
+
+    def _unload(self, key: tuple[str, int]) -> None:
+        model = self._loaded.pop(key)
+        started = time.perf_counter()
+        model.runtime.unload()
+        self.events.unloaded(key[0], key[1], time.perf_counter() - started)
+
+    def unload(self, name: str) -> int:
+        """Unload every loaded version of `name`; returns how many were unloaded."""
+        with self._lock:
+            keys = [k for k in self._loaded if k[0] == name]
+            for key in keys:
+                self._unload(key)
+        return len(keys)
+
+    def pin(self, name: str) -> None:
+        """Never evict `name` (any version) under memory pressure."""
+        self._pinned.add(name)
+
+    def unpin(self, name: str) -> None:
+        self._pinned.discard(name)
+
+    def pinned(self) -> set[str]:
+        return set(self._pinned)
+
+    def loaded(self) -> list[tuple[str, int]]:
+        with self._lock:
+            return list(self._loaded)
+
+    def loaded_bytes(self) -> int:
+        return sum(m.nbytes for m in self._loaded.values())
+
+    # -- inference -------------------------------------------------------------------------
+
+    def predict(self, ref: ModelRef | str, batch: pa.Table) -> pa.Table:
+        """Validate, drop NULL rows, predict, and put NULLs back in place; order is preserved."""
+        model = self.get(ref)
+        inputs = conform(model.manifest, batch)
+        schema = output_schema(model.manifest)
+        keep = pc.invert(null_rows(inputs))
+        kept = inputs.filter(keep) if inputs.num_rows else inputs
+        if kept.num_rows == 0:
+            return pa.Table.from_arrays([pa.nulls(inputs.num_rows, f.type) for f in schema], schema=schema)
+        with self._using(model):
+            outputs = model.runtime.predict(kept)
+        return scatter(outputs.select(schema.names).cast(schema), keep, schema)
+
+    def explain(self, ref: ModelRef | str, batch: pa.Table, top_k: int = 5) -> pa.Table:
+        model = self.get(ref)
+        inputs = conform(model.manifest, batch)
+        keep = pc.invert(null_rows(inputs))
+        with self._using(model):
+            outputs = model.runtime.explain(inputs.filter(keep), top_k)
+        return scatter(outputs, keep, outputs.schema)
+
+    def forecast(
+        self, ref: ModelRef | str, series: list[str] | None, horizon: int, quantiles: list[str]
+    ) -> pa.Table:
+        model = self.get(ref)
+        with self._using(model):
+            return model.runtime.forecast(series, horizon, quantiles)
+
+    @contextmanager
+    def _using(self, model: LoadedModel) -> Iterator[None]:
+        # Runtimes are not assumed thread-safe; the bridge's batcher keeps one call per model busy.
+        with model.lock:
+            yield
+
+
+def output_schema(manifest: Manifest) -> pa.Schema:
+    return pa.schema([pa.field(c.name, arrow_type(c.type)) for c in manifest.signature.outputs])

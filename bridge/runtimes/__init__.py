@@ -1,0 +1,32 @@
+"""Runtimes, one module per model family, found by the `runtime` name in a manifest."""
+
+from __future__ import annotations
+
+import importlib
+
+from sqlml.bridge.runtimes.base import Runtime
+from sqlml.errors import ModelLoadError
+
+# runtime name -> "module:Class"; imported lazily so that DuckDB users who only score XGBoost
+# models never import torch.
+RUNTIMES: dict[str, str] = {
+    "sentiment": "sqlml.bridge.runtimes.sentiment:SentimentRuntime",
+    "xgboost": "sqlml.bridge.runtimes.xgboost_model:XGBoostRuntime",
+    "forecast": "sqlml.bridge.runtimes.forecast:ForecastRuntime",
+}
+
+
+def runtime_class(name: str) -> type[Runtime]:
+    if name not in RUNTIMES:
+        raise ModelLoadError(f"unknown runtime {name!r}", hint=f"known runtimes: {', '.join(sorted(RUNTIMES))}")
+    module_name, _, class_name = RUNTIMES[name].partition(":")
+    cls: type[Runtime] = getattr(importlib.import_module(module_name), class_name)
+    return cls
+
+
+def register_runtime(name: str, target: str) -> None:
+    """Add a runtime (`"package.module:Class"`), for plugins and test fakes."""
+    RUNTIMES[name] = target
+
+
+__all__ = ["RUNTIMES", "Runtime", "register_runtime", "runtime_class"]

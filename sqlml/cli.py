@@ -1,0 +1,42 @@
+"""The `sqlml` command line.
+
+Each area of the project contributes its commands from a module in `sqlml.commands` exposing
+`register(app)`, so the CLI stays a thin index of what the project can do.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+COMMAND_MODULES = [
+    "sqlml.commands.embedded",  # demo, query, models
+    "sqlml.commands.serve",  # serve (the bridge)
+]
+
+app = typer.Typer(
+    name="sqlml",
+    help="Machine-learning predictions inside SQL (DuckDB, PostgreSQL, Superset).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _register_commands() -> None:
+    for module_name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue  # that area has not landed yet
+        module.register(app)
+
+
+_register_commands()
+
+
+def main() -> None:
+    app()
