@@ -180,7 +180,10 @@ class ModelHost:
 
     def predict(self, ref: ModelRef | str, batch: pa.Table) -> pa.Table:
         """Validate, drop NULL rows, predict, and put NULLs back in place; order is preserved."""
-        model = self.get(ref)
+        return self.predict_loaded(self.get(ref), batch)
+
+    def predict_loaded(self, model: LoadedModel, batch: pa.Table) -> pa.Table:
+        """`predict` on an already resolved model (the bridge's batcher resolves once per request)."""
         inputs = conform(model.manifest, batch)
         schema = output_schema(model.manifest)
         keep = pc.invert(null_rows(inputs))

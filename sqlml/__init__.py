@@ -7,4 +7,13 @@ model host, HTTP service, training), `sqlml.udfs` puts them into DuckDB and rewr
 
 from __future__ import annotations
 
+from pathlib import Path
+
 __version__ = "0.1.0"
+
+# Installed, `bridge/` and `udfs/` sit inside this package (see pyproject's package-dir). From a
+# source checkout on sys.path (the repo root, e.g. `python -m sqlml.cli` there), they are this
+# folder's siblings: look there too, so both layouts import the same modules.
+_checkout = Path(__file__).resolve().parent.parent
+if (_checkout / "bridge" / "__init__.py").is_file():
+    __path__.append(str(_checkout))

@@ -106,6 +106,11 @@ class Conflict(SqlmlError):
     status = 409
 
 
+class PayloadTooLarge(BadRequest):
+    code = "payload_too_large"
+    status = 413
+
+
 class NotSupported(BadRequest):
     """The model's runtime does not offer this operation (for example `explain` on sentiment)."""
 
@@ -148,4 +153,5 @@ def _all_subclasses(cls: type[SqlmlError]) -> list[type[SqlmlError]]:
     return out
 
 
-ERRORS_BY_CODE: dict[str, type[SqlmlError]] = {cls.code: cls for cls in [SqlmlError, *_all_subclasses(SqlmlError)]}
+_ALL_ERRORS: list[type[SqlmlError]] = [SqlmlError, *_all_subclasses(SqlmlError)]
+ERRORS_BY_CODE: dict[str, type[SqlmlError]] = {cls.code: cls for cls in _ALL_ERRORS}

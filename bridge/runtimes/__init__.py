@@ -9,7 +9,7 @@ from sqlml.errors import ModelLoadError
 
 # runtime name -> "module:Class"; imported lazily so that DuckDB users who only score XGBoost
 # models never import torch.
-RUNTIMES: dict[str, str] = {
+RUNTIMES: dict[str, str | type[Runtime]] = {
     "sentiment": "sqlml.bridge.runtimes.sentiment:SentimentRuntime",
     "xgboost": "sqlml.bridge.runtimes.xgboost_model:XGBoostRuntime",
     "forecast": "sqlml.bridge.runtimes.forecast:ForecastRuntime",
@@ -19,13 +19,16 @@ RUNTIMES: dict[str, str] = {
 def runtime_class(name: str) -> type[Runtime]:
     if name not in RUNTIMES:
         raise ModelLoadError(f"unknown runtime {name!r}", hint=f"known runtimes: {', '.join(sorted(RUNTIMES))}")
-    module_name, _, class_name = RUNTIMES[name].partition(":")
+    target = RUNTIMES[name]
+    if not isinstance(target, str):
+        return target
+    module_name, _, class_name = target.partition(":")
     cls: type[Runtime] = getattr(importlib.import_module(module_name), class_name)
     return cls
 
 
-def register_runtime(name: str, target: str) -> None:
-    """Add a runtime (`"package.module:Class"`), for plugins and test fakes."""
+def register_runtime(name: str, target: str | type[Runtime]) -> None:
+    """Add a runtime (a class, or `"package.module:Class"` imported on first use), for plugins and fakes."""
     RUNTIMES[name] = target
 
 

@@ -1,0 +1,46 @@
+# The README's two set-up commands are `make demo` and `make test`; .ci/run calls `make test` unchanged.
+# Each target bootstraps .venv from nothing: torch is pinned and installed first (a local CPU build).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: demo test lint typecheck unit postgres-tests venv extension clean
+
+$(VENV)/.deps: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev,ray]' --config-settings editable_mode=strict
+	touch $@
+
+# Re-link the editable install so that newly added modules are importable.
+venv: $(VENV)/.deps
+	@$(BIN)/pip install -q --no-deps -e . --config-settings editable_mode=strict 2>/dev/null
+
+demo: venv
+	$(BIN)/sqlml demo
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# mypy reads the installed link tree, where bridge/ and udfs/ appear as sqlml.bridge and sqlml.udfs.
+typecheck: venv
+	cd build/__editable__.sqlml-*/ && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml -p sqlml
+
+extension:
+	$(MAKE) -C extension install
+
+# Proof that the suite needs no network: everything but the PostgreSQL tests (whose server lives
+# in the host's network namespace) runs in a fresh network namespace with only loopback.
+unit: venv
+	scripts/offline $(BIN)/pytest -m "not postgres"
+
+postgres-tests: venv extension
+	$(BIN)/pytest -m postgres
+
+test: lint typecheck unit postgres-tests
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
