@@ -202,9 +202,7 @@ class ModelHost:
             outputs = model.runtime.explain(inputs.filter(keep), top_k)
         return scatter(outputs, keep, outputs.schema)
 
-    def forecast(
-        self, ref: ModelRef | str, series: list[str] | None, horizon: int, quantiles: list[str]
-    ) -> pa.Table:
+    def forecast(self, ref: ModelRef | str, series: list[str] | None, horizon: int, quantiles: list[str]) -> pa.Table:
         model = self.get(ref)
         with self._using(model):
             return model.runtime.forecast(series, horizon, quantiles)

@@ -95,6 +95,4 @@ def scatter(outputs: pa.Table, keep: pa.Array, schema: pa.Schema) -> pa.Table:
         return outputs
     positions = pc.subtract(pc.cumulative_sum(pc.cast(keep, pa.int64())), 1)
     indices = pc.if_else(keep, positions, pa.scalar(None, pa.int64()))
-    return pa.Table.from_arrays(
-        [pc.take(outputs.column(f.name), indices) for f in schema], schema=schema
-    )
+    return pa.Table.from_arrays([pc.take(outputs.column(f.name), indices) for f in schema], schema=schema)
