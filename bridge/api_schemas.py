@@ -1,0 +1,169 @@
+"""Request and response bodies of the bridge's HTTP API (they are what OpenAPI documents)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sqlml.bridge.manifest import Manifest
+from sqlml.bridge.wire import ARROW_STREAM
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="stable machine-readable code, e.g. model_not_found")
+    message: str
+    hint: str | None = None
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class Batch(BaseModel):
+    """A batch in one of two shapes: `columns` (name -> list) or `rows` (list of objects)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    columns: dict[str, list[Any]] | None = Field(default=None, examples=[{"text": ["great coffee", None]}])
+    rows: list[dict[str, Any]] | None = Field(default=None, examples=[[{"text": "great coffee"}]])
+
+
+class PredictRequest(Batch):
+    pass
+
+
+class ExplainRequest(Batch):
+    top_k: int = Field(default=5, ge=1, le=10_000)
+
+
+class BatchResponse(BaseModel):
+    """Outputs in the shape of the request; one output row per input row, in order."""
+
+    model: str
+    version: int
+    columns: dict[str, list[Any]] | None = None
+    rows: list[dict[str, Any]] | None = None
+
+
+class ForecastRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    series: list[str] | None = Field(default=None, description="series to forecast; null: all the model knows")
+    horizon: int = Field(default=48, ge=1, le=100_000)
+    quantiles: list[str] = Field(
+        default_factory=lambda: ["p10", "p50", "p90"],
+        min_length=1,
+        max_length=100,
+        description='"p1".."p99" or "mean"',
+    )
+
+
+class ForecastRow(BaseModel):
+    series: str
+    ts: str = Field(description="ISO 8601 timestamp")
+    quantile: str
+    value: float | None
+
+
+class ForecastResponse(BaseModel):
+    model: str
+    version: int
+    rows: list[ForecastRow]
+
+
+class ModelSummary(BaseModel):
+    name: str
+    version: int
+    versions: list[int]
+    aliases: dict[str, int]
+    task: str
+    runtime: str
+    description: str
+    signature: dict[str, Any]
+    metrics: dict[str, float]
+    loaded: bool
+
+
+class ModelList(BaseModel):
+    models: list[ModelSummary]
+
+
+class ModelDetail(BaseModel):
+    manifest: Manifest
+    versions: list[int]
+    aliases: dict[str, int]
+    loaded: list[int] = Field(description="versions of this model in memory")
+    pinned: bool
+
+
+class AliasRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = Field(ge=1)
+
+
+class AliasesResponse(BaseModel):
+    model: str
+    aliases: dict[str, int]
+
+
+class RollbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    alias: str = "production"
+
+
+class RollbackResponse(BaseModel):
+    alias: str
+    version: int
+
+
+class PinResponse(BaseModel):
+    model: str
+    pinned: bool
+    loaded: list[int]
+
+
+class Health(BaseModel):
+    status: str
+    loaded_models: int | None = None
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": text}
+    for status, text in {
+        400: "Bad request (malformed body, invalid name)",
+        401: "Missing or invalid bearer token",
+        403: "The token lacks the scope",
+        404: "Unknown model, version or alias",
+        413: "Body larger than the bridge's limit",
+        422: "Batch does not match the model's signature",
+        503: "Model failed to load, or the bridge is overloaded",
+        504: "The model did not answer within the request timeout",
+    }.items()
+}
+
+
+def batch_request_body(schema_name: str) -> dict[str, Any]:
+    """OpenAPI `requestBody` for routes that take JSON or an Arrow IPC stream."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": f"#/components/schemas/{schema_name}"}},
+                ARROW_STREAM: {"schema": {"type": "string", "format": "binary"}},
+            },
+        }
+    }
+
+
+def arrow_response(description: str, model: type[BaseModel]) -> dict[int | str, dict[str, Any]]:
+    return {
+        200: {
+            "description": description,
+            "model": model,
+            "content": {ARROW_STREAM: {"schema": {"type": "string", "format": "binary"}}},
+        }
+    }

@@ -1,0 +1,242 @@
+"""The bridge service: `create_app(settings)` builds the FastAPI app that hosts the models.
+
+This module wires the parts together (registry, model host, batcher, auth, metrics), installs the
+one error envelope `{"error": {"code", "message", "hint", "detail"}}` for every failure, limits body
+size, and serves health, readiness and `/metrics`. Model routes live in `routes_models`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import anyio.to_thread
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from sqlml.bridge import api_schemas
+from sqlml.bridge.auth import TokenAuth
+from sqlml.bridge.batcher import DynamicBatcher
+from sqlml.bridge.host import ModelHost
+from sqlml.bridge.metrics import BridgeMetrics
+from sqlml.bridge.registry import Registry
+from sqlml.bridge.settings import BridgeSettings
+from sqlml.errors import PayloadTooLarge, SqlmlError, Unavailable
+
+log = logging.getLogger("sqlml.bridge")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
+
+
+@dataclass
+class BridgeState:
+    settings: BridgeSettings
+    registry: Registry
+    host: ModelHost
+    metrics: BridgeMetrics
+    batcher: DynamicBatcher
+    auth: TokenAuth
+
+
+def load_plugins(modules: list[str]) -> None:
+    """Import plugin modules (they register runtimes with `sqlml.bridge.runtimes.register_runtime`)."""
+    for name in modules:
+        importlib.import_module(name)
+
+
+def create_app(settings: BridgeSettings | None = None) -> FastAPI:
+    settings = settings or BridgeSettings.load()
+    load_plugins(settings.plugins)
+    metrics = BridgeMetrics()
+    registry = Registry(settings.store)
+    host = ModelHost(registry, memory_budget=settings.memory_budget, events=metrics)
+    metrics.watch_host(lambda: len(host.loaded()), host.loaded_bytes, settings.memory_budget)
+    state = BridgeState(
+        settings=settings,
+        registry=registry,
+        host=host,
+        metrics=metrics,
+        batcher=DynamicBatcher(
+            host,
+            metrics,
+            enabled=settings.batching,
+            max_batch_size=settings.max_batch_size,
+            max_wait_ms=settings.max_wait_ms,
+            max_pending=settings.max_pending_per_model,
+        ),
+        auth=TokenAuth(settings.tokens, enabled=settings.auth),
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await state.batcher.close()
+        for name in {name for name, _ in host.loaded()}:
+            host.unload(name)
+
+    app = FastAPI(
+        title="sqlml bridge",
+        version="1",
+        summary="Hosts model versions for SQL engines: predict, explain, forecast, lifecycle.",
+        lifespan=lifespan,
+    )
+    app.state.bridge = state
+    _install_error_handlers(app, metrics)
+    _add_health_routes(app, state)
+
+    from sqlml.bridge.routes_models import router  # late: it imports this module's helpers
+
+    app.include_router(router)
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)  # type: ignore[arg-type]
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def bridge_state(request: Request) -> BridgeState:
+    state: BridgeState = request.app.state.bridge
+    return state
+
+
+# -- errors ----------------------------------------------------------------------------------
+
+
+def error_response(error: SqlmlError, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": error.to_dict()}, status_code=error.status, headers=headers)
+
+
+def _install_error_handlers(app: FastAPI, metrics: BridgeMetrics) -> None:
+    def respond(error: SqlmlError) -> JSONResponse:
+        metrics.error(error.code)
+        headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+        return error_response(error, headers)
+
+    async def on_sqlml_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, SqlmlError)
+        return respond(exc)
+
+    async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        errors = [
+            {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+            for e in exc.errors()
+        ]
+        first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+        where = ".".join(first["loc"])
+        error = SqlmlError.from_dict({"code": "bad_request", "message": f"invalid request: {where}: {first['msg']}"})
+        error.detail = {"errors": errors}
+        return respond(error)
+
+    async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        code = HTTP_CODES.get(exc.status_code, "bad_request" if exc.status_code < 500 else "internal_error")
+        metrics.error(code)
+        body: dict[str, Any] = {"code": code, "message": str(exc.detail), "hint": None, "detail": {}}
+        return JSONResponse({"error": body}, status_code=exc.status_code, headers=exc.headers)
+
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return respond(SqlmlError(f"internal error: {type(exc).__name__}", hint="see the bridge log"))
+
+    app.add_exception_handler(SqlmlError, on_sqlml_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(Exception, on_unexpected)
+
+
+class BodyLimitMiddleware:
+    """413 for bodies over the limit: by `Content-Length` up front, else while streaming."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], max_body_bytes: int):
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.max_body_bytes
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > limit:
+            error = PayloadTooLarge(f"request body of {int(declared)} bytes exceeds the limit of {limit} bytes")
+            await error_response(error)(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+# -- health ----------------------------------------------------------------------------------
+
+
+def _add_health_routes(app: FastAPI, state: BridgeState) -> None:
+    @app.get("/healthz", response_model=api_schemas.Health, tags=["health"])
+    async def healthz() -> dict[str, Any]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.get(
+        "/readyz",
+        response_model=api_schemas.Health,
+        tags=["health"],
+        responses={503: {"model": api_schemas.ErrorResponse, "description": "store unreadable"}},
+    )
+    async def readyz() -> dict[str, Any]:
+        """Readiness: the model store is readable."""
+        try:
+            await anyio.to_thread.run_sync(state.registry.fs.ls, state.registry.root)
+        except Exception as exc:
+            raise Unavailable("model store is not readable", detail={"reason": type(exc).__name__}) from None
+        return {"status": "ready", "loaded_models": len(state.host.loaded())}
+
+    @app.get(
+        "/metrics",
+        tags=["health"],
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text"}},
+    )
+    async def metrics() -> Response:
+        """Prometheus metrics."""
+        return Response(state.metrics.render(), media_type=state.metrics.content_type)
+
+
+# -- OpenAPI ---------------------------------------------------------------------------------
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema plus the JSON bodies routes read by hand (they also accept Arrow) and auth."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+    components = schema.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    for model in (api_schemas.PredictRequest, api_schemas.ExplainRequest):
+        body: dict[str, Any] = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(body.pop("$defs", {}))
+        schemas[model.__name__] = body
+    components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+    for path, operations in schema.get("paths", {}).items():
+        if path.startswith("/v1/"):
+            for operation in operations.values():
+                operation["security"] = [{"bearer": []}]
+    app.openapi_schema = schema
+    return schema

@@ -1,0 +1,315 @@
+"""Model routes of the bridge: list and describe, predict / explain / forecast, lifecycle.
+
+Predict and explain read their body by hand because it is either JSON (`columns` or `rows`) or
+an Arrow IPC stream; the response takes the request's format (or Arrow when `Accept` asks for it).
+Blocking work (registry reads, loading, inference) runs in worker threads, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import anyio.to_thread
+import pyarrow as pa
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ValidationError
+
+from sqlml.bridge import api_schemas as schemas
+from sqlml.bridge.app import BridgeState, bridge_state
+from sqlml.bridge.auth import ADMIN, ANY_TOKEN, predict_scope
+from sqlml.bridge.batcher import model_failure
+from sqlml.bridge.client import model_listing
+from sqlml.bridge.host import LoadedModel
+from sqlml.bridge.manifest import check_name
+from sqlml.bridge.registry import ModelRef
+from sqlml.bridge.signature import arrow_type
+from sqlml.bridge.wire import ARROW_STREAM, Shape, is_arrow, json_to_table, read_ipc, table_to_json, write_ipc
+from sqlml.errors import BadRequest, BridgeTimeout, ModelNotFound, SqlmlError
+
+router = APIRouter(prefix="/v1/models", tags=["models"], responses=schemas.ERROR_RESPONSES)
+
+T = TypeVar("T")
+B = TypeVar("B", bound=BaseModel)
+
+
+def _authorize(request: Request, needed: str) -> BridgeState:
+    state = bridge_state(request)
+    state.auth.require(request.headers.get("authorization"), needed)
+    return state
+
+
+async def _blocking(func: Callable[..., T], *args: Any) -> T:
+    return await anyio.to_thread.run_sync(func, *args)
+
+
+async def _within_timeout(state: BridgeState, model: str, work: Awaitable[T]) -> T:
+    timeout = state.settings.request_timeout_s
+    try:
+        return await asyncio.wait_for(work, timeout)
+    except TimeoutError:
+        raise BridgeTimeout(
+            f'model "{model}" did not answer within {timeout:g} s',
+            hint="the bridge's request timeout is SQLML_REQUEST_TIMEOUT_S",
+        ) from None
+
+
+def _parse_json(body: bytes, model: type[B]) -> B:
+    if not body:
+        raise BadRequest("empty request body", hint=f"send JSON or an Arrow IPC stream ({ARROW_STREAM})")
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_context=False, include_input=False)
+        if errors and errors[0]["type"] == "json_invalid":
+            raise BadRequest(
+                "request body is not valid JSON", hint=f"send JSON or an Arrow IPC stream ({ARROW_STREAM})"
+            ) from None
+        where = ".".join(str(p) for p in errors[0]["loc"]) if errors else ""
+        raise BadRequest(
+            f"invalid request body: {where}: {errors[0]['msg'] if errors else exc}",
+            detail={"errors": json.loads(json.dumps(errors, default=str))},
+        ) from None
+
+
+def _wants_arrow(request: Request, arrow_in: bool) -> bool:
+    return arrow_in or ARROW_STREAM in request.headers.get("accept", "")
+
+
+def _batch_response(
+    request: Request, model: LoadedModel, table: pa.Table, arrow: bool, shape: Shape | None
+) -> Response:
+    m = model.manifest
+    headers = {"X-Sqlml-Model": m.name, "X-Sqlml-Version": str(m.version)}
+    if arrow:
+        return Response(write_ipc(table), media_type=ARROW_STREAM, headers=headers)
+    return JSONResponse(
+        {"model": m.name, "version": m.version, **table_to_json(table, shape or "columns")}, headers=headers
+    )
+
+
+async def _read_batch(
+    request: Request, model: LoadedModel, json_model: type[B]
+) -> tuple[pa.Table, Shape | None, B | None]:
+    body = await request.body()
+    if is_arrow(request.headers.get("content-type")):
+        return read_ipc(body), None, None
+    payload = _parse_json(body, json_model)
+    types = {c.name: arrow_type(c.type) for c in model.manifest.signature.inputs}
+    table, shape = json_to_table(getattr(payload, "columns", None), getattr(payload, "rows", None), types)
+    return table, shape, payload
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+
+@router.get("", response_model=schemas.ModelList, summary="List models")
+async def list_models(request: Request) -> dict[str, Any]:
+    """Every model with its default version, versions, aliases, signature and whether it is loaded."""
+    state = _authorize(request, ANY_TOKEN)
+    return {"models": await _blocking(model_listing, state.registry, state.host)}
+
+
+@router.get("/{model}", response_model=schemas.ModelDetail, summary="Describe a model")
+async def describe_model(model: str, request: Request) -> dict[str, Any]:
+    """The manifest of the version `model` resolves to (`name`, `name:3`, `name:staging`)."""
+    state = _authorize(request, ANY_TOKEN)
+    ref = ModelRef.parse(model)
+    return await _blocking(_describe, state, ref, None)
+
+
+@router.get("/{model}/versions/{version}", response_model=schemas.ModelDetail, summary="Describe a version")
+async def describe_version(model: str, version: int, request: Request) -> dict[str, Any]:
+    state = _authorize(request, ANY_TOKEN)
+    check_name(model)
+    return await _blocking(_describe, state, ModelRef(model), version)
+
+
+def _describe(state: BridgeState, ref: ModelRef, version: int | None) -> dict[str, Any]:
+    registry = state.registry
+    manifest = registry.manifest(ref.name, version) if version is not None else registry.describe(ref)
+    return {
+        "manifest": manifest,
+        "versions": registry.versions(ref.name),
+        "aliases": registry.aliases(ref.name),
+        "loaded": [v for n, v in state.host.loaded() if n == ref.name],
+        "pinned": ref.name in state.host.pinned(),
+    }
+
+
+# -- inference -------------------------------------------------------------------------------
+
+
+@router.post(
+    "/{model}/predict",
+    summary="Predict",
+    response_model=schemas.BatchResponse,
+    responses=schemas.arrow_response("Outputs, one row per input row, in order", schemas.BatchResponse),
+    openapi_extra=schemas.batch_request_body("PredictRequest"),
+)
+async def predict(model: str, request: Request) -> Response:
+    """Score a batch. JSON `{"columns": {...}}` or `{"rows": [...]}`, or an Arrow IPC stream
+    (`Content-Type: application/vnd.apache.arrow.stream`), answered in the same format."""
+    ref = ModelRef.parse(model)
+    state = _authorize(request, predict_scope(ref.name))
+    started = time.perf_counter()
+
+    async def work() -> Response:
+        loaded = await _blocking(state.host.get, ref)
+        table, shape, _ = await _read_batch(request, loaded, schemas.PredictRequest)
+        outputs = await state.batcher.predict(loaded, table)
+        m = loaded.manifest
+        state.metrics.request(m.name, m.version, "predict", table.num_rows, time.perf_counter() - started)
+        return _batch_response(request, loaded, outputs, _wants_arrow(request, shape is None), shape)
+
+    return await _within_timeout(state, ref.name, work())
+
+
+@router.post(
+    "/{model}/explain",
+    summary="Explain predictions",
+    response_model=schemas.BatchResponse,
+    responses=schemas.arrow_response("Per-row contributions, bias and margin", schemas.BatchResponse),
+    openapi_extra=schemas.batch_request_body("ExplainRequest"),
+)
+async def explain(
+    model: str,
+    request: Request,
+    top_k: int | None = Query(default=None, ge=1, le=10_000, description="for Arrow bodies"),
+) -> Response:
+    """Per-feature contributions (SHAP values for XGBoost) of each row's prediction."""
+    ref = ModelRef.parse(model)
+    state = _authorize(request, predict_scope(ref.name))
+    started = time.perf_counter()
+
+    async def work() -> Response:
+        loaded = await _blocking(state.host.get, ref)
+        table, shape, payload = await _read_batch(request, loaded, schemas.ExplainRequest)
+        k = top_k or (payload.top_k if payload is not None else 5)
+        outputs = await _blocking(_explain, state, loaded, table, k)
+        m = loaded.manifest
+        state.metrics.request(m.name, m.version, "explain", table.num_rows, time.perf_counter() - started)
+        return _batch_response(request, loaded, outputs, _wants_arrow(request, shape is None), shape)
+
+    return await _within_timeout(state, ref.name, work())
+
+
+def _explain(state: BridgeState, loaded: LoadedModel, table: pa.Table, top_k: int) -> pa.Table:
+    m = loaded.manifest
+    try:
+        return state.host.explain(f"{m.name}:{m.version}", table, top_k)
+    except SqlmlError:
+        raise
+    except Exception as exc:
+        raise model_failure(loaded, "explain", exc) from exc
+
+
+@router.post(
+    "/{model}/forecast",
+    summary="Forecast",
+    response_model=schemas.ForecastResponse,
+    responses=schemas.arrow_response(
+        "Long-format forecast rows (Arrow when Accept asks for it)", schemas.ForecastResponse
+    ),
+)
+async def forecast(model: str, body: schemas.ForecastRequest, request: Request) -> Response:
+    """Rows of (series, ts, quantile, value) for `horizon` steps after each series' end."""
+    ref = ModelRef.parse(model)
+    state = _authorize(request, predict_scope(ref.name))
+    started = time.perf_counter()
+
+    async def work() -> Response:
+        loaded = await _blocking(state.host.get, ref)
+        table = await _blocking(_forecast, state, loaded, body)
+        m = loaded.manifest
+        state.metrics.request(m.name, m.version, "forecast", table.num_rows, time.perf_counter() - started)
+        return _batch_response(request, loaded, table, _wants_arrow(request, False), "rows")
+
+    return await _within_timeout(state, ref.name, work())
+
+
+def _forecast(state: BridgeState, loaded: LoadedModel, body: schemas.ForecastRequest) -> pa.Table:
+    m = loaded.manifest
+    try:
+        return state.host.forecast(f"{m.name}:{m.version}", body.series, body.horizon, body.quantiles)
+    except SqlmlError:
+        raise
+    except Exception as exc:
+        raise model_failure(loaded, "forecast", exc) from exc
+
+
+# -- lifecycle (admin) -----------------------------------------------------------------------
+
+
+def _known_model(state: BridgeState, name: str) -> str:
+    check_name(name)
+    if not state.registry.versions(name):
+        raise ModelNotFound(name, state.registry.names())
+    return name
+
+
+@router.put("/{model}/aliases/{alias}", response_model=schemas.AliasesResponse, summary="Set an alias")
+async def set_alias(model: str, alias: str, body: schemas.AliasRequest, request: Request) -> dict[str, Any]:
+    """Point `alias` (e.g. `production`) at a version: promote, or roll forward or back."""
+    state = _authorize(request, ADMIN)
+
+    def run() -> dict[str, Any]:
+        _known_model(state, model)
+        return {"model": model, "aliases": state.registry.set_alias(model, alias, body.version)}
+
+    return await _blocking(run)
+
+
+@router.delete("/{model}/aliases/{alias}", response_model=schemas.AliasesResponse, summary="Remove an alias")
+async def remove_alias(model: str, alias: str, request: Request) -> dict[str, Any]:
+    state = _authorize(request, ADMIN)
+
+    def run() -> dict[str, Any]:
+        _known_model(state, model)
+        check_name(alias, "alias")
+        return {"model": model, "aliases": state.registry.remove_alias(model, alias)}
+
+    return await _blocking(run)
+
+
+@router.post("/{model}/rollback", response_model=schemas.RollbackResponse, summary="Roll an alias back")
+async def rollback(model: str, body: schemas.RollbackRequest, request: Request) -> dict[str, Any]:
+    """Move the alias to the newest version older than the one it points at."""
+    state = _authorize(request, ADMIN)
+
+    def run() -> dict[str, Any]:
+        _known_model(state, model)
+        check_name(body.alias, "alias")
+        return {"alias": body.alias, "version": state.registry.rollback(model, body.alias)}
+
+    return await _blocking(run)
+
+
+@router.put("/{model}/pin", response_model=schemas.PinResponse, summary="Pin a model")
+async def pin(model: str, request: Request) -> dict[str, Any]:
+    """Load the model's default version now and never evict the model under memory pressure."""
+    state = _authorize(request, ADMIN)
+
+    def run() -> dict[str, Any]:
+        _known_model(state, model)
+        state.host.pin(model)
+        state.host.get(ModelRef(model))
+        return {"model": model, "pinned": True, "loaded": [v for n, v in state.host.loaded() if n == model]}
+
+    return await _blocking(run)
+
+
+@router.delete("/{model}/pin", response_model=schemas.PinResponse, summary="Unpin a model")
+async def unpin(model: str, request: Request) -> dict[str, Any]:
+    state = _authorize(request, ADMIN)
+
+    def run() -> dict[str, Any]:
+        _known_model(state, model)
+        state.host.unpin(model)
+        return {"model": model, "pinned": False, "loaded": [v for n, v in state.host.loaded() if n == model]}
+
+    return await _blocking(run)

@@ -1,0 +1,51 @@
+"""`sqlml serve`: run the bridge (uvicorn underneath, graceful shutdown on SIGTERM/SIGINT)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+
+
+def serve(
+    host: str | None = typer.Option(None, help="interface to bind [env SQLML_HOST, default 127.0.0.1]"),
+    port: int | None = typer.Option(None, help="port [env SQLML_PORT, default 8765]"),
+    store: str | None = typer.Option(None, help="model store path or fsspec URL [env SQLML_STORE]"),
+    memory_budget: str | None = typer.Option(None, help="e.g. 2GB; LRU eviction above it [env SQLML_MEMORY_BUDGET]"),
+    no_auth: bool = typer.Option(False, "--no-auth", help="accept requests without a token (demo only)"),
+    no_batching: bool = typer.Option(False, "--no-batching", help="turn dynamic batching off (benchmarks)"),
+    config: Path | None = typer.Option(None, help="JSON or YAML settings file [env SQLML_BRIDGE_CONFIG]"),
+    log_level: str = typer.Option("info", help="uvicorn log level"),
+) -> None:
+    """Run the bridge: the HTTP service that hosts the models."""
+    import uvicorn
+
+    from sqlml.bridge.app import create_app
+    from sqlml.bridge.settings import BridgeSettings
+
+    overrides: dict[str, Any] = {"host": host, "port": port, "store": store, "memory_budget": memory_budget}
+    if no_auth:
+        overrides["auth"] = False
+    if no_batching:
+        overrides["batching"] = False
+    settings = BridgeSettings.load(config, None, **overrides)
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if settings.auth and not settings.tokens:
+        typer.echo(
+            "warning: auth is on but no tokens are configured (SQLML_TOKENS); every model call gets 401", err=True
+        )
+    typer.echo(f"sqlml bridge on http://{settings.host}:{settings.port} (store {settings.store})", err=True)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=log_level,
+        access_log=False,  # per-request logging costs more than a fast predict; use /metrics
+        timeout_graceful_shutdown=10,
+    )

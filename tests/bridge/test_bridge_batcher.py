@@ -1,0 +1,82 @@
+"""The dynamic batcher: concurrent requests share runtime calls, results go back in order, and a
+failing batch is retried per request so one request's failure stays its own."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from sqlml.bridge.manifest import Batching
+from sqlml.bridge.registry import Registry
+from tests.bridge import sqlml_test_fakes as fakes
+
+
+async def _concurrent(app: FastAPI, model: str, values: list[float]) -> list[httpx.Response]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://bridge") as http:
+        responses = await asyncio.gather(
+            *(http.post(f"/v1/models/{model}/predict", json={"rows": [{"a": v, "b": 1.0}]}) for v in values)
+        )
+    await app.state.bridge.batcher.close()
+    return list(responses)
+
+
+def _calls(model: str) -> list[int]:
+    return [rows for name, rows in fakes.CALLS if name == model]
+
+
+@pytest.fixture(autouse=True)
+def _clear_calls() -> None:
+    fakes.CALLS.clear()
+
+
+def test_concurrent_single_rows_are_coalesced_in_order(make_app: Callable[..., FastAPI]) -> None:
+    app = make_app(auth=False)
+    values = [float(i) for i in range(24)]
+    responses = asyncio.run(_concurrent(app, "slow", values))
+    assert [r.json()["rows"][0]["total"] for r in responses] == [v + 1 for v in values]
+    calls = _calls("slow")
+    assert sum(calls) == 24
+    assert max(calls) > 1, calls
+    assert len(calls) < 24
+    metrics = app.state.bridge.metrics.render().decode()
+    assert 'sqlml_batch_size_requests_bucket{le="1.0",model="slow"}' in metrics
+
+
+def test_max_batch_size_caps_a_batch(registry: Registry, make_app: Callable[..., FastAPI]) -> None:
+    fakes.publish(registry, "capped", params={"sleep_s": 0.02}, batching=Batching(max_batch_size=4, max_wait_ms=50))
+    responses = asyncio.run(_concurrent(make_app(auth=False), "capped", [1.0] * 12))
+    assert all(r.status_code == 200 for r in responses)
+    assert max(_calls("capped")) <= 4
+
+
+def test_batching_off_calls_once_per_request(make_app: Callable[..., FastAPI]) -> None:
+    responses = asyncio.run(_concurrent(make_app(auth=False, batching=False), "slow", [1.0] * 6))
+    assert all(r.status_code == 200 for r in responses)
+    assert _calls("slow") == [1] * 6
+
+
+def test_one_failing_request_does_not_fail_its_batch(registry: Registry, make_app: Callable[..., FastAPI]) -> None:
+    fakes.publish(
+        registry,
+        "picky",
+        params={"fail_on_negative": True, "sleep_s": 0.02},
+        batching=Batching(max_batch_size=64, max_wait_ms=30),
+    )
+    values = [1.0, 2.0, -1.0, 3.0, 4.0, 5.0]
+    responses = asyncio.run(_concurrent(make_app(auth=False), "picky", values))
+    statuses = [r.status_code for r in responses]
+    assert statuses == [200, 200, 500, 200, 200, 200]
+    assert responses[2].json()["error"]["message"].startswith('model "picky" version 1 failed in predict')
+    assert responses[3].json()["rows"] == [{"total": 4.0}]
+
+
+def test_settings_override_manifest_batching(make_app: Callable[..., FastAPI]) -> None:
+    app = make_app(auth=False, max_batch_size=2, max_wait_ms=30.0)
+    responses = asyncio.run(_concurrent(app, "slow", [1.0] * 8))
+    assert all(r.status_code == 200 for r in responses)
+    assert max(_calls("slow")) == 2
