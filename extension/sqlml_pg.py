@@ -1,0 +1,998 @@
+"""The in-database half of the sqlml PostgreSQL extension: every PL/Python function delegates here.
+
+PL/Python runs the server's own Python (3.11, standard library only), so this module uses nothing
+but the standard library. The extension's build embeds this file in `sqlml--<version>.sql`;
+`ml._load_helper()` executes it once per session into `GD["sqlml"]`, and each PL/Python body is a
+one-line call into it with the `plpy` object, which keeps the module testable outside PostgreSQL
+with a fake `plpy` and a stub bridge.
+
+What it does: reads the `sqlml.*` settings, keeps one kept-alive HTTP connection per bridge (with
+TCP_NODELAY: a per-row request then costs ~0.2 ms instead of ~44 ms), sends rows in batches of
+`sqlml.batch_size`, and turns every failure into a SQL error with an SQLSTATE, a message and a
+HINT — or, with `sqlml.on_error = 'null'`, into NULL outputs plus a WARNING, narrowing a rejected
+batch down to the offending rows so that one bad row does not cost the other ten million.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import socket
+import time
+import urllib.parse
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+# Bridge error codes (sqlml.errors) -> SQLSTATE. Local failures use the pseudo-codes at the end.
+SQLSTATES: dict[str, str] = {
+    "bad_request": "22023",  # invalid_parameter_value
+    "invalid_name": "42602",  # invalid_name
+    "invalid_input": "22023",  # invalid_parameter_value
+    "unauthorized": "28000",  # invalid_authorization_specification
+    "forbidden": "42501",  # insufficient_privilege
+    "not_found": "42704",  # undefined_object
+    "model_not_found": "42704",
+    "version_not_found": "42704",
+    "conflict": "55000",  # object_not_in_prerequisite_state
+    "not_supported": "0A000",  # feature_not_supported
+    "model_load_failed": "58000",  # system_error
+    "unavailable": "08006",  # connection_failure
+    "timeout": "57014",  # query_canceled, what statement_timeout raises too
+    "training_failed": "38000",  # external_routine_exception
+    "internal_error": "XX000",
+    # raised on this side of the wire
+    "bridge_unreachable": "08001",  # sqlclient_unable_to_establish_sqlconnection
+    "bad_response": "08P01",  # protocol_violation
+    "invalid_setting": "22023",
+    "invalid_query": "42601",  # syntax_error
+}
+
+# Codes that a single bad row can cause: in on_error = 'null' mode a rejected batch is split to
+# find the rows responsible. Other failures (bridge down, timeout) affect every row alike.
+ROW_LEVEL_CODES = frozenset({"invalid_input", "bad_request"})
+
+MODEL_REF = re.compile(r"^[a-z][a-z0-9_]{0,62}(:[A-Za-z0-9_.-]{1,64})?$")
+IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    409: "conflict",
+    422: "invalid_input",
+    503: "unavailable",
+    504: "timeout",
+}
+TOKEN_CACHE_SECONDS = 5.0
+MAX_WARNINGS_PER_CALL = 5
+
+# Names the extension itself defines in schema ml: ml.sync() never generates a function over them.
+RESERVED_FUNCTIONS = frozenset(
+    {
+        "sentiment",
+        "sentiment_batch",
+        "predict",
+        "predict_batch",
+        "predict_query",
+        "explain",
+        "forecast",
+        "models",
+        "sync",
+        "deploy",
+        "rollback",
+        "set_token",
+        "health",
+    }
+)
+
+SQL_TYPES = {
+    "text": "text",
+    "double": "double precision",
+    "bigint": "bigint",
+    "boolean": "boolean",
+    "timestamp": "timestamp without time zone",
+}
+
+
+class BridgeError(Exception):
+    """A failure with a bridge error code; becomes a SQL error (or a WARNING in 'null' mode)."""
+
+    def __init__(self, code: str, message: str, hint: str | None = None, detail: Any = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.hint = hint
+        self.detail = detail
+        self.sqlstate_override: str | None = None
+
+    @property
+    def sqlstate(self) -> str:
+        return self.sqlstate_override or SQLSTATES.get(self.code, "XX000")
+
+    def detail_text(self) -> str | None:
+        if self.detail in (None, {}, ""):
+            return None
+        if isinstance(self.detail, str):
+            return self.detail
+        return json.dumps(self.detail, default=str)[:2000]
+
+
+# --- settings ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Settings:
+    bridge_url: str
+    timeout_ms: int
+    batch_size: int
+    on_error: str
+    sentiment_model: str
+    token: str | None = None
+
+
+SETTINGS_SQL = """
+SELECT current_setting('sqlml.bridge_url', true) AS bridge_url,
+       current_setting('sqlml.timeout_ms', true) AS timeout_ms,
+       current_setting('sqlml.batch_size', true) AS batch_size,
+       current_setting('sqlml.on_error', true) AS on_error,
+       current_setting('sqlml.sentiment_model', true) AS sentiment_model
+"""
+
+# The most specific token for the login role: its own, else one of a role it belongs to, else the
+# default ('*', stored as role 0). Runs only inside SECURITY DEFINER functions owned by the
+# extension owner, the one role that can read the private table.
+TOKEN_SQL = """
+SELECT t.token
+  FROM sqlml_private.bridge_tokens t LEFT JOIN pg_catalog.pg_roles r ON r.oid = t.role_oid
+ WHERE CASE WHEN t.role_oid = 0 THEN true
+            WHEN r.oid IS NULL THEN false
+            ELSE pg_catalog.pg_has_role(session_user, r.oid, 'MEMBER') END
+ ORDER BY (r.rolname = session_user) IS TRUE DESC, t.role_oid = 0 ASC, r.rolname
+ LIMIT 1
+"""
+
+_plans: dict[str, Any] = {}
+_token_cache: dict[str, tuple[float, str | None]] = {}
+
+
+def _plan(plpy: Any, sql: str) -> Any:
+    plan = _plans.get(sql)
+    if plan is None:
+        plan = _plans[sql] = plpy.prepare(sql)
+    return plan
+
+
+def read_settings(plpy: Any, with_token: bool = True) -> Settings:
+    """The `sqlml.*` settings in effect now (session, role or database), checked."""
+    row = plpy.execute(_plan(plpy, SETTINGS_SQL))[0]
+    url = (row["bridge_url"] or "http://127.0.0.1:8765").strip().rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise BridgeError(
+            "invalid_setting",
+            f"sqlml.bridge_url must be an http(s) URL, got {url!r}",
+            hint="SET sqlml.bridge_url = 'http://host:port'",
+        )
+    timeout_ms = _int_setting("sqlml.timeout_ms", row["timeout_ms"], 5000, 1, 3_600_000)
+    batch_size = _int_setting("sqlml.batch_size", row["batch_size"], 10_000, 1, 1_000_000)
+    on_error = (row["on_error"] or "raise").strip().lower()
+    if on_error not in ("raise", "null"):
+        raise BridgeError("invalid_setting", f"sqlml.on_error must be 'raise' or 'null', got {on_error!r}")
+    token = _token(plpy) if with_token else None
+    return Settings(url, timeout_ms, batch_size, on_error, row["sentiment_model"] or "sentiment", token)
+
+
+def _int_setting(name: str, text: str | None, default: int, low: int, high: int) -> int:
+    if text is None or text.strip() == "":
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise BridgeError("invalid_setting", f"{name} must be an integer, got {text!r}") from None
+    if not low <= value <= high:
+        raise BridgeError("invalid_setting", f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _token(plpy: Any) -> str | None:
+    cached = _token_cache.get("token")
+    if cached and cached[0] > time.monotonic():
+        return cached[1]
+    rows = plpy.execute(_plan(plpy, TOKEN_SQL))
+    token = rows[0]["token"] if len(rows) else None
+    _token_cache["token"] = (time.monotonic() + TOKEN_CACHE_SECONDS, token)
+    return token
+
+
+def forget_token() -> None:
+    """Called by ml.set_token() so this session sees a new token at once (others within 5 s)."""
+    _token_cache.clear()
+
+
+# --- HTTP ----------------------------------------------------------------------------------
+
+
+class _NoDelayHTTPConnection(http.client.HTTPConnection):
+    def connect(self) -> None:
+        super().connect()
+        # Without it a kept-alive request can stall ~44 ms (Nagle plus delayed ACK).
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class _NoDelayHTTPSConnection(http.client.HTTPSConnection):
+    def connect(self) -> None:
+        super().connect()
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+_connections: dict[str, http.client.HTTPConnection] = {}
+
+
+class Bridge:
+    """JSON over one kept-alive connection per bridge URL (kept for the whole session)."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        parsed = urllib.parse.urlsplit(settings.bridge_url)
+        self.scheme = parsed.scheme
+        self.netloc = parsed.netloc
+        self.base_path = parsed.path.rstrip("/")
+        self.timeout_s = settings.timeout_ms / 1000.0
+
+    def _connection(self) -> tuple[http.client.HTTPConnection, bool]:
+        key = f"{self.scheme}://{self.netloc}"
+        conn = _connections.get(key)
+        if conn is not None:
+            return conn, True
+        cls = _NoDelayHTTPSConnection if self.scheme == "https" else _NoDelayHTTPConnection
+        conn = _connections[key] = cls(self.netloc, timeout=self.timeout_s)
+        return conn, False
+
+    def _drop(self) -> None:
+        conn = _connections.pop(f"{self.scheme}://{self.netloc}", None)
+        if conn is not None:
+            conn.close()
+
+    def call(self, method: str, path: str, payload: Any = None) -> Any:
+        """Send one request; return the decoded JSON body or raise `BridgeError`."""
+        if payload is None:
+            body = None
+        elif isinstance(payload, (bytes, str)):
+            body = payload.encode() if isinstance(payload, str) else payload
+        else:
+            body = json.dumps(payload, separators=(",", ":"), default=str).encode()
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        if self.settings.token:
+            headers["Authorization"] = f"Bearer {self.settings.token}"
+        url = self.settings.bridge_url
+        started = time.monotonic()
+        for attempt in (1, 2):
+            conn, reused = self._connection()
+            conn.timeout = self.timeout_s
+            if conn.sock is not None:
+                conn.sock.settimeout(self.timeout_s)
+            try:
+                conn.request(method, self.base_path + path, body=body, headers=headers)
+                response = conn.getresponse()
+                data = response.read()
+            except TimeoutError:
+                self._drop()
+                raise BridgeError(
+                    "timeout",
+                    f"the bridge at {url} did not answer within {self.settings.timeout_ms} ms",
+                    hint="raise sqlml.timeout_ms (SET sqlml.timeout_ms = 30000) or check the bridge's load",
+                    detail={"elapsed_ms": round((time.monotonic() - started) * 1000)},
+                ) from None
+            except (OSError, http.client.HTTPException) as exc:
+                self._drop()
+                if reused and attempt == 1:
+                    continue  # a kept-alive connection the bridge closed (restart, idle timeout): retry once
+                raise BridgeError(
+                    "bridge_unreachable",
+                    f"cannot reach the bridge at {url}: {exc.__class__.__name__}: {exc}",
+                    hint="check that the bridge is running and that sqlml.bridge_url points at it",
+                ) from None
+            if response.will_close:
+                self._drop()
+            return _decode(url, response.status, data)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def predict(self, model: str, rows_json: Sequence[str]) -> list[dict[str, Any] | None]:
+        """Score rows given as JSON object texts; one output object per row, in order."""
+        body = '{"rows":[' + ",".join(rows_json) + "]}"
+        answer = self.call("POST", f"/v1/models/{_quote(model)}/predict", body)
+        rows = answer.get("rows") if isinstance(answer, dict) else None
+        if not isinstance(rows, list) or len(rows) != len(rows_json):
+            raise BridgeError(
+                "bad_response",
+                f'the bridge answered predict for "{model}" with a malformed body',
+                detail={"expected_rows": len(rows_json), "got": _shape(answer)},
+            )
+        return rows
+
+    def predict_columns(self, model: str, columns: dict[str, list[Any]], count: int) -> dict[str, list[Any]]:
+        answer = self.call("POST", f"/v1/models/{_quote(model)}/predict", {"columns": columns})
+        out = answer.get("columns") if isinstance(answer, dict) else None
+        if not isinstance(out, dict) or any(not isinstance(v, list) or len(v) != count for v in out.values()):
+            raise BridgeError(
+                "bad_response",
+                f'the bridge answered predict for "{model}" with a malformed body',
+                detail={"expected_rows": count, "got": _shape(answer)},
+            )
+        return out
+
+
+def _decode(url: str, status: int, data: bytes) -> Any:
+    try:
+        decoded = json.loads(data) if data else None
+    except ValueError:
+        decoded = _UNDECODABLE
+    if status >= 400:
+        error = decoded.get("error") if isinstance(decoded, dict) else None
+        if isinstance(error, dict) and error.get("message"):
+            code = str(error.get("code") or STATUS_CODES.get(status, "internal_error"))
+            raise BridgeError(code, str(error["message"]), error.get("hint"), error.get("detail"))
+        raise BridgeError(
+            STATUS_CODES.get(status, "internal_error"),
+            f"the bridge at {url} answered HTTP {status}",
+            detail=data[:300].decode("utf-8", "replace"),
+        )
+    if decoded is _UNDECODABLE:
+        raise BridgeError(
+            "bad_response",
+            f"the bridge at {url} answered with a body that is not JSON",
+            detail=data[:300].decode("utf-8", "replace"),
+        )
+    return decoded
+
+
+_UNDECODABLE = object()
+
+
+def _quote(model: str) -> str:
+    return urllib.parse.quote(model, safe=":")
+
+
+def _shape(answer: Any) -> str:
+    if isinstance(answer, dict):
+        return "object with keys " + ", ".join(sorted(map(str, answer))[:10])
+    return type(answer).__name__
+
+
+def check_model(model: str) -> str:
+    """A model reference (`name`, `name:3`, `name:staging`) safe for URLs and generated SQL."""
+    if not isinstance(model, str) or not MODEL_REF.match(model):
+        raise BridgeError(
+            "invalid_name",
+            f"invalid model name {str(model)[:80]!r}",
+            hint="a model is name, name:version or name:alias; names use lowercase letters, digits and "
+            "underscores, starting with a letter",
+        )
+    return model
+
+
+# --- errors into SQL -----------------------------------------------------------------------
+
+
+_error_classes: dict[int, type] = {}
+
+
+def _sql_error_class(plpy: Any) -> type:
+    """A plpy.Error subclass that PL/Python reports as "sqlml: <message>".
+
+    PL/Python prefixes the message with the exception's module and type ("plpy.Error: ..."),
+    except for the module "builtins"; it reads sqlstate, detail and hint from the instance."""
+    cls = _error_classes.get(id(plpy.Error))
+    if cls is None:
+        cls = _error_classes[id(plpy.Error)] = type("sqlml", (plpy.Error,), {"__module__": "builtins"})
+    return cls
+
+
+def raise_sql(plpy: Any, error: BridgeError) -> None:
+    exception = _sql_error_class(plpy)(error.message)
+    exception.sqlstate = error.sqlstate
+    if error.hint:
+        exception.hint = error.hint
+    detail = error.detail_text()
+    if detail:
+        exception.detail = detail
+    raise exception
+
+
+def _report(plpy_function: Any, message: str, error: BridgeError) -> None:
+    """plpy.warning/notice with only the fields that are set (None would print as "None")."""
+    fields = {"sqlstate": error.sqlstate}
+    if error.hint:
+        fields["hint"] = error.hint
+    detail = error.detail_text()
+    if detail:
+        fields["detail"] = detail
+    plpy_function(message, **fields)
+
+
+def from_spi_error(exc: Any) -> BridgeError:
+    """A BridgeError carrying an SPI error (from a nested ml._predict_rows or the caller's query)."""
+    message = str(exc.args[0] if exc.args else exc)
+    message = message[len("sqlml: ") :] if message.startswith("sqlml: ") else message
+    # PL/Python keeps an SPI error's fields in `spidata`: (sqlstate, detail, hint, query, position, ...)
+    spidata = getattr(exc, "spidata", None) or ()
+    detail = spidata[1] if len(spidata) > 1 else None
+    hint = spidata[2] if len(spidata) > 2 else None
+    error = BridgeError("internal_error", message, hint, detail)
+    error.sqlstate_override = getattr(exc, "sqlstate", None)
+    return error
+
+
+class _Warnings:
+    """At most a few WARNINGs per call, then one summary, so a bad column cannot flood the client."""
+
+    def __init__(self, plpy: Any):
+        self.plpy = plpy
+        self.count = 0
+
+    def warn(self, error: BridgeError, rows: int) -> None:
+        self.count += 1
+        if self.count <= MAX_WARNINGS_PER_CALL:
+            suffix = f" ({rows} row{'s' if rows != 1 else ''} set to NULL)"
+            _report(self.plpy.warning, error.message + suffix, error)
+
+    def finish(self) -> None:
+        if self.count > MAX_WARNINGS_PER_CALL:
+            self.plpy.warning(f"sqlml: {self.count - MAX_WARNINGS_PER_CALL} more scoring failures not shown")
+
+
+def _guard(plpy: Any, settings: Settings | None, error: BridgeError, warnings: _Warnings | None = None) -> None:
+    """Raise `error` as SQL, or in 'null' mode warn and let the caller return NULL."""
+    if settings is None or settings.on_error != "null":
+        raise_sql(plpy, error)
+    (warnings or _Warnings(plpy)).warn(error, 1)
+
+
+# --- row scoring with per-row isolation ----------------------------------------------------
+
+
+def score_rows(bridge: Bridge, model: str, rows_json: Sequence[str], warnings: _Warnings) -> list[Any]:
+    """Outputs for `rows_json`; in 'null' mode a rejected batch is halved until the bad rows are
+    found (log2(n) extra requests per bad row) and those rows get None."""
+    try:
+        return bridge.predict(model, rows_json)
+    except BridgeError as error:
+        if bridge.settings.on_error != "null":
+            raise
+        if error.code in ROW_LEVEL_CODES and len(rows_json) > 1:
+            middle = len(rows_json) // 2
+            return score_rows(bridge, model, rows_json[:middle], warnings) + score_rows(
+                bridge, model, rows_json[middle:], warnings
+            )
+        warnings.warn(error, len(rows_json))
+        return [None] * len(rows_json)
+
+
+def _result_json(row: Any) -> str | None:
+    """One jsonb result; NULL when the bridge gave only NULL outputs (NULL in, NULL out)."""
+    if not isinstance(row, dict) or all(value is None for value in row.values()):
+        return None
+    return json.dumps(row, separators=(",", ":"))
+
+
+def _is_object_text(text: str) -> bool:
+    return text[:1] == "{"  # jsonb's text form of an object always starts with "{"
+
+
+# --- the SQL functions ---------------------------------------------------------------------
+
+
+def _open(plpy: Any, with_token: bool = True) -> tuple[Settings, Bridge]:
+    try:
+        settings = read_settings(plpy, with_token)
+    except BridgeError as error:
+        raise_sql(plpy, error)
+        raise
+    return settings, Bridge(settings)
+
+
+def predict(plpy: Any, model: str, features: str) -> str | None:
+    """ml.predict(model, features jsonb) -> jsonb of the model's outputs."""
+    settings, bridge = _open(plpy)
+    try:
+        check_model(model)
+        if not _is_object_text(features):
+            raise BridgeError(
+                "invalid_input",
+                "features must be a JSON object of column: value",
+                hint="""for example '{"mostype": 33, "maothers": 0}'::jsonb or to_jsonb(t)""",
+            )
+        return _result_json(bridge.predict(model, [features])[0])
+    except BridgeError as error:
+        _guard(plpy, settings, error)
+        return None
+
+
+def predict_typed(plpy: Any, model: str, inputs: Sequence[str], outputs: Sequence[str], values: Sequence[Any]) -> Any:
+    """Body of a function generated by ml.sync(): one output -> its value, several -> a record."""
+    settings, bridge = _open(plpy)
+    try:
+        row = bridge.predict(model, [json.dumps(dict(zip(inputs, values, strict=True)), default=str)])[0]
+        if not isinstance(row, dict):
+            raise BridgeError("bad_response", f'the bridge answered predict for "{model}" with a malformed row')
+        if len(outputs) == 1:
+            return row.get(outputs[0])
+        return {name: row.get(name) for name in outputs}
+    except BridgeError as error:
+        _guard(plpy, settings, error)
+        return None
+
+
+def sentiment(plpy: Any, text: str) -> dict[str, Any] | None:
+    """ml.sentiment(text) -> (label, confidence)."""
+    settings, bridge = _open(plpy)
+    try:
+        row = bridge.predict(settings.sentiment_model, [json.dumps({"text": text})])[0]
+        if not isinstance(row, dict):
+            raise BridgeError("bad_response", "the bridge answered sentiment with a malformed row")
+        if row.get("label") is None:
+            return None
+        return {"label": row.get("label"), "confidence": row.get("confidence")}
+    except BridgeError as error:
+        _guard(plpy, settings, error)
+        return None
+
+
+def predict_batch(plpy: Any, model: str, rows: Sequence[str | None]) -> Iterator[tuple[int, str | None]]:
+    """ml.predict_batch(model, jsonb[]) -> (ord, result), ord 1-based, NULL element -> NULL result."""
+    settings, bridge = _open(plpy)
+    warnings = _Warnings(plpy)
+    try:
+        check_model(model)
+        for start in range(0, len(rows), settings.batch_size):
+            chunk = rows[start : start + settings.batch_size]
+            yield from _score_chunk(bridge, model, chunk, start, warnings)
+    except BridgeError as error:
+        raise_sql(plpy, error)
+    warnings.finish()
+
+
+def _score_chunk(
+    bridge: Bridge, model: str, chunk: Sequence[str | None], offset: int, warnings: _Warnings
+) -> Iterator[tuple[int, str | None]]:
+    present = [i for i, row in enumerate(chunk) if row is not None]
+    bad = [i for i in present if not _is_object_text(chunk[i])]  # type: ignore[arg-type]
+    if bad:
+        error = BridgeError(
+            "invalid_input",
+            f"element {offset + bad[0] + 1} of the rows array is not a JSON object",
+            hint="each element must be an object of column: value, e.g. to_jsonb(t)",
+        )
+        if bridge.settings.on_error != "null":
+            raise error
+        warnings.warn(error, len(bad))
+        present = [i for i in present if i not in set(bad)]
+    outputs = score_rows(bridge, model, [chunk[i] for i in present], warnings) if present else []  # type: ignore[misc]
+    results: list[str | None] = [None] * len(chunk)
+    for position, output in zip(present, outputs, strict=True):
+        results[position] = _result_json(output)
+    for position, result in enumerate(results):
+        yield offset + position + 1, result
+
+
+def predict_rows_json(plpy: Any, model: str, rows_json: str) -> str:
+    """ml._predict_rows(model, text): the SECURITY DEFINER step of ml.predict_query — scores a JSON
+    array of row objects and returns a JSON array of results (null for failed rows)."""
+    _settings, bridge = _open(plpy)
+    warnings = _Warnings(plpy)
+    try:
+        check_model(model)
+        rows = json.loads(rows_json)
+        texts = [json.dumps(row, separators=(",", ":")) for row in rows]
+        outputs = score_rows(bridge, model, texts, warnings)
+    except BridgeError as error:
+        raise_sql(plpy, error)
+        raise
+    warnings.finish()
+    return json.dumps([_result_json(o) for o in outputs])
+
+
+def sentiment_batch(plpy: Any, texts: Sequence[str | None]) -> Iterator[tuple[int, str | None, float | None]]:
+    """ml.sentiment_batch(text[]) -> (ord, label, confidence)."""
+    settings, bridge = _open(plpy)
+    warnings = _Warnings(plpy)
+    model = settings.sentiment_model
+    try:
+        for start in range(0, len(texts), settings.batch_size):
+            chunk = list(texts[start : start + settings.batch_size])
+            try:
+                columns = bridge.predict_columns(model, {"text": chunk}, len(chunk))
+                labels, confidences = columns.get("label"), columns.get("confidence")
+                if labels is None or confidences is None:
+                    raise BridgeError("bad_response", f'model "{model}" did not return label and confidence')
+            except BridgeError as error:
+                if settings.on_error != "null":
+                    raise
+                warnings.warn(error, len(chunk))
+                labels = confidences = [None] * len(chunk)
+            for position, (label, confidence) in enumerate(zip(labels, confidences, strict=True)):
+                yield start + position + 1, label, (confidence if label is not None else None)
+    except BridgeError as error:
+        raise_sql(plpy, error)
+    warnings.finish()
+
+
+def predict_query(plpy: Any, model: str, query: str, key: str) -> Iterator[tuple[str | None, str | None]]:
+    """ml.predict_query(model, query, key) -> (key, result), streamed in chunks of sqlml.batch_size.
+
+    Runs as the caller (SECURITY INVOKER): the caller's query is read with the caller's rights
+    through a server-side cursor, and each chunk goes to the bridge through ml._predict_rows, the
+    SECURITY DEFINER function that alone can read the bridge token.
+
+    The first chunk is scored before this returns, so that a bad query, a missing column or a
+    bridge that is down fail with their own message; PL/Python reports an error raised later,
+    while iterating, as "error fetching next item from iterator" with the message as DETAIL."""
+    try:
+        check_model(model)
+        body = check_query(query)
+        if not isinstance(key, str) or not key:
+            raise BridgeError("invalid_query", "key must name a column of the query")
+        settings = read_settings(plpy, with_token=False)
+    except BridgeError as error:
+        raise_sql(plpy, error)
+        raise
+    key_ident, key_literal = plpy.quote_ident(key), plpy.quote_literal(key)
+    # The caller's query becomes a subquery: one statement, and a data-modifying WITH is rejected
+    # by PostgreSQL there ("must be at the top level").
+    wrapped = (
+        f"SELECT (q.{key_ident})::text AS sqlml_key, (to_jsonb(q) - {key_literal})::text AS sqlml_features "
+        f"FROM (\n{body}\n) AS q"
+    )
+    score = _plan_typed(plpy, "SELECT ml._predict_rows($1, $2) AS results", ["text", "text"])
+    try:
+        cursor = plpy.cursor(wrapped)
+        first = _score_query_chunk(plpy, cursor, score, model, settings.batch_size)
+    except plpy.SPIError as exc:
+        error = from_spi_error(exc)
+        if error.sqlstate == "42703" and f"q.{key}" in error.message:
+            error.message, error.hint = f'the query has no column "{key}" (the key)', "key names a column of the query"
+        raise_sql(plpy, error)
+        raise
+    return _stream_query(plpy, cursor, score, model, settings.batch_size, first)
+
+
+def _stream_query(
+    plpy: Any, cursor: Any, score: Any, model: str, batch_size: int, first: list[tuple[str | None, str | None]]
+) -> Iterator[tuple[str | None, str | None]]:
+    chunk = first
+    while chunk:
+        yield from chunk
+        if len(chunk) < batch_size:
+            return
+        try:
+            chunk = _score_query_chunk(plpy, cursor, score, model, batch_size)
+        except plpy.SPIError as exc:
+            raise_sql(plpy, from_spi_error(exc))
+
+
+def _score_query_chunk(
+    plpy: Any, cursor: Any, score: Any, model: str, batch_size: int
+) -> list[tuple[str | None, str | None]]:
+    rows = cursor.fetch(batch_size)
+    if not len(rows):
+        return []
+    payload = "[" + ",".join(row["sqlml_features"] for row in rows) + "]"
+    results = json.loads(plpy.execute(score, [model, payload])[0]["results"])
+    return [(row["sqlml_key"], result) for row, result in zip(rows, results, strict=True)]
+
+
+def _plan_typed(plpy: Any, sql: str, types: list[str]) -> Any:
+    key = sql + "|" + ",".join(types)
+    plan = _plans.get(key)
+    if plan is None:
+        plan = _plans[key] = plpy.prepare(sql, types)
+    return plan
+
+
+def check_query(query: str) -> str:
+    """The query without a trailing semicolon, if it is exactly one SELECT / WITH / VALUES / TABLE
+    statement. Quotes, dollar quotes and comments are skipped so `;` inside them is fine."""
+    if not isinstance(query, str) or not query.strip():
+        raise BridgeError("invalid_query", "the query is empty")
+    statements = [s for s in _split_statements(query) if s.strip()]
+    if len(statements) != 1:
+        raise BridgeError(
+            "invalid_query",
+            "ml.predict_query takes exactly one SELECT statement",
+            hint="remove the extra statements (a ';' outside quotes ends a statement)",
+        )
+    text = statements[0]
+    first = re.match(r"[\s(]*([A-Za-z]+)", _strip_comments(text))
+    if not first or first.group(1).lower() not in ("select", "with", "values", "table"):
+        raise BridgeError(
+            "invalid_query",
+            "ml.predict_query takes a SELECT (or WITH ... SELECT) query",
+            hint="for example 'SELECT id, mostype, maothers FROM leads'",
+        )
+    return text
+
+
+def _split_statements(sql: str) -> list[str]:
+    out, start, i, n = [], 0, 0, len(sql)
+    while i < n:
+        c = sql[i]
+        if c == "-" and sql.startswith("--", i):
+            end = sql.find("\n", i)
+            i = n if end < 0 else end + 1
+        elif c == "/" and sql.startswith("/*", i):
+            i = _skip_block_comment(sql, i)
+        elif c in ("'", '"'):
+            i = _skip_quoted(sql, i, c)
+        elif c == "$" and (tag := re.match(r"\$([A-Za-z_][A-Za-z0-9_]*)?\$", sql[i:])):
+            end = sql.find(tag.group(0), i + len(tag.group(0)))
+            if end < 0:
+                raise BridgeError("invalid_query", "unterminated dollar-quoted string in the query")
+            i = end + len(tag.group(0))
+        elif c == ";":
+            out.append(sql[start:i])
+            start = i = i + 1
+        else:
+            i += 1
+    out.append(sql[start:])
+    return out
+
+
+def _skip_quoted(sql: str, i: int, quote: str) -> int:
+    j = i + 1
+    while True:
+        j = sql.find(quote, j)
+        if j < 0:
+            raise BridgeError("invalid_query", "unterminated quoted string or identifier in the query")
+        if sql.startswith(quote * 2, j):
+            j += 2  # a doubled quote inside the literal
+            continue
+        return j + 1
+
+
+def _skip_block_comment(sql: str, i: int) -> int:
+    depth, j = 0, i
+    while j < len(sql):
+        if sql.startswith("/*", j):
+            depth, j = depth + 1, j + 2
+        elif sql.startswith("*/", j):
+            depth, j = depth - 1, j + 2
+            if depth == 0:
+                return j
+        else:
+            j += 1
+    raise BridgeError("invalid_query", "unterminated /* comment in the query")
+
+
+def _strip_comments(sql: str) -> str:
+    text = sql.lstrip()
+    while text.startswith(("--", "/*")):
+        text = (
+            text[text.find("\n") + 1 :]
+            if text.startswith("--") and "\n" in text
+            else (text[_skip_block_comment(text, 0) :] if text.startswith("/*") else "")
+        )
+        text = text.lstrip()
+    return text
+
+
+def explain(plpy: Any, model: str, features: str, top_k: int) -> Iterator[tuple[str, Any, float | None]]:
+    """ml.explain(model, features, top_k) -> (feature, value, contribution), largest first."""
+    _settings, bridge = _open(plpy)
+    try:
+        check_model(model)
+        if not _is_object_text(features):
+            raise BridgeError("invalid_input", "features must be a JSON object of column: value")
+        if not 1 <= top_k <= 10_000:
+            raise BridgeError("bad_request", f"top_k must be between 1 and 10000, got {top_k}")
+        answer = bridge.call(
+            "POST", f"/v1/models/{_quote(model)}/explain", '{"rows":[' + features + '],"top_k":' + str(int(top_k)) + "}"
+        )
+        rows = answer.get("rows") if isinstance(answer, dict) else None
+        if not isinstance(rows, list) or len(rows) != 1:
+            raise BridgeError("bad_response", f'the bridge answered explain for "{model}" with a malformed body')
+        for item in (rows[0] or {}).get("contributions") or []:
+            yield item.get("feature"), _float_or_none(item.get("value")), item.get("contribution")
+    except BridgeError as error:
+        raise_sql(plpy, error)
+
+
+def _float_or_none(value: Any) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def forecast(
+    plpy: Any, model: str, series: str | None, horizon: int, quantiles: Sequence[str] | None
+) -> Iterator[tuple[str | None, str, str, float | None]]:
+    """ml.forecast(model, series, horizon, quantiles) -> (series, ts, quantile, value)."""
+    _settings, bridge = _open(plpy)
+    try:
+        check_model(model)
+        if horizon is None or not 1 <= horizon <= 100_000:
+            raise BridgeError("bad_request", f"horizon must be between 1 and 100000, got {horizon}")
+        payload = {
+            "series": [series] if series is not None else None,
+            "horizon": int(horizon),
+            "quantiles": list(quantiles) if quantiles is not None else ["p10", "p50", "p90"],
+        }
+        answer = bridge.call("POST", f"/v1/models/{_quote(model)}/forecast", payload)
+        rows = answer.get("rows") if isinstance(answer, dict) else None
+        if not isinstance(rows, list):
+            raise BridgeError("bad_response", f'the bridge answered forecast for "{model}" with a malformed body')
+        for row in rows:
+            yield row.get("series"), row.get("ts"), row.get("quantile"), row.get("value")
+    except BridgeError as error:
+        raise_sql(plpy, error)
+
+
+def models(plpy: Any) -> Iterator[dict[str, Any]]:
+    """ml.models(): one row per model the bridge serves."""
+    for entry in _model_list(plpy):
+        yield {
+            "name": entry.get("name"),
+            "version": entry.get("version"),
+            "versions": entry.get("versions") or [],
+            "aliases": json.dumps(entry.get("aliases") or {}),
+            "task": entry.get("task"),
+            "runtime": entry.get("runtime"),
+            "description": entry.get("description"),
+            "signature": json.dumps(entry.get("signature") or {}),
+            "metrics": json.dumps(entry.get("metrics") or {}),
+            "loaded": entry.get("loaded"),
+        }
+
+
+def _model_list(plpy: Any) -> list[dict[str, Any]]:
+    _settings, bridge = _open(plpy)
+    try:
+        answer = bridge.call("GET", "/v1/models")
+        entries = answer.get("models") if isinstance(answer, dict) else None
+        if not isinstance(entries, list):
+            raise BridgeError("bad_response", "the bridge answered /v1/models with a malformed body")
+        return [e for e in entries if isinstance(e, dict)]
+    except BridgeError as error:
+        raise_sql(plpy, error)
+        raise
+
+
+def health(plpy: Any) -> str:
+    """ml.health(): the bridge's /readyz answer, or an error saying why it is not ready."""
+    _settings, bridge = _open(plpy)
+    try:
+        return json.dumps(bridge.call("GET", "/readyz"))
+    except BridgeError as error:
+        raise_sql(plpy, error)
+        raise
+
+
+def deploy(plpy: Any, model: str, version: int, alias: str) -> str:
+    """ml.deploy(model, version, alias): point the alias at the version (PUT aliases route)."""
+    _settings, bridge = _open(plpy)
+    try:
+        check_model(model)
+        _check_alias(alias)
+        answer = bridge.call("PUT", f"/v1/models/{_quote(model)}/aliases/{_quote(alias)}", {"version": int(version)})
+        return json.dumps(answer)
+    except BridgeError as error:
+        raise_sql(plpy, error)
+        raise
+
+
+def rollback(plpy: Any, model: str, alias: str) -> int | None:
+    """ml.rollback(model, alias): move the alias back to its previous version; returns it."""
+    _settings, bridge = _open(plpy)
+    try:
+        check_model(model)
+        _check_alias(alias)
+        answer = bridge.call("POST", f"/v1/models/{_quote(model)}/rollback", {"alias": alias})
+        return answer.get("version") if isinstance(answer, dict) else None
+    except BridgeError as error:
+        raise_sql(plpy, error)
+        raise
+
+
+def _check_alias(alias: str) -> None:
+    if not isinstance(alias, str) or not re.match(r"^[a-z][a-z0-9_-]{0,62}$", alias):
+        raise BridgeError(
+            "invalid_name",
+            f"invalid alias {str(alias)[:80]!r}",
+            hint="aliases use lowercase letters, digits, '_' and '-'",
+        )
+
+
+# --- ml.sync(): typed per-model functions --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GeneratedFunction:
+    model: str
+    arguments: str  # "mostype bigint, maothers bigint"
+    identity: str  # "bigint, bigint" (for DROP FUNCTION)
+    ddl: list[str]
+
+
+def function_ddl(quote_ident: Any, quote_literal: Any, entry: dict[str, Any]) -> GeneratedFunction | None:
+    """The statements that create `ml.<model>(<inputs>)` from a /v1/models entry, or None when the
+    model cannot have one (forecast models, reserved names, unsupported types)."""
+    name = entry.get("name")
+    signature = entry.get("signature") or {}
+    inputs, outputs = signature.get("inputs") or [], signature.get("outputs") or []
+    if not isinstance(name, str) or not IDENTIFIER.match(name) or name in RESERVED_FUNCTIONS:
+        return None
+    if entry.get("task") == "forecast" or not inputs or not outputs:
+        return None
+    columns = [(c.get("name"), c.get("type")) for c in inputs + outputs]
+    if any(not isinstance(n, str) or not IDENTIFIER.match(n) or t not in SQL_TYPES for n, t in columns):
+        return None
+    input_names = [c["name"] for c in inputs]
+    output_names = [c["name"] for c in outputs]
+    function = f"ml.{quote_ident(name)}"
+    arguments = ", ".join(f"{quote_ident(c['name'])} {SQL_TYPES[c['type']]}" for c in inputs)
+    identity = ", ".join(SQL_TYPES[c["type"]] for c in inputs)
+    ddl = []
+    if len(outputs) == 1:
+        returns = SQL_TYPES[outputs[0]["type"]]
+    else:
+        result_type = f"ml.{quote_ident(name + '_result')}"
+        ddl.append(f"DROP TYPE IF EXISTS {result_type} CASCADE")
+        fields = ", ".join(f"{quote_ident(c['name'])} {SQL_TYPES[c['type']]}" for c in outputs)
+        ddl.append(f"CREATE TYPE {result_type} AS ({fields})")
+        returns = result_type
+    body = (
+        'if "sqlml" not in GD:\n    plpy.execute("SELECT ml._load_helper()")\n'
+        f"return GD['sqlml'].predict_typed(plpy, {name!r}, {input_names!r}, {output_names!r}, args)\n"
+    )
+    ddl.append(
+        f"CREATE FUNCTION {function}({arguments}) RETURNS {returns} LANGUAGE plpython3u "
+        "VOLATILE STRICT PARALLEL UNSAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp "
+        f"AS {quote_literal(body)}"
+    )
+    description = str(entry.get("description") or "").strip()
+    comment = (
+        f"Score one row with model {name} (version {entry.get('version')}; generated by ml.sync()). "
+        f"Returns {', '.join(output_names)}. NULL in any input gives NULL." + (f" {description}" if description else "")
+    )
+    ddl.append(f"COMMENT ON FUNCTION {function}({identity}) IS {quote_literal(comment)}")
+    ddl.append(f"REVOKE ALL ON FUNCTION {function}({identity}) FROM PUBLIC")
+    ddl.append(f"GRANT EXECUTE ON FUNCTION {function}({identity}) TO sqlml_user")
+    return GeneratedFunction(name, arguments, identity, ddl)
+
+
+def sync(plpy: Any) -> Iterator[tuple[str, str, str]]:
+    """ml.sync() -> (model, function, action): create, update or drop the generated functions."""
+    entries = _model_list(plpy)
+    previous = {r["model"]: r["identity"] for r in plpy.execute("SELECT model, identity FROM ml._generated")}
+    wanted: dict[str, GeneratedFunction] = {}
+    for entry in entries:
+        generated = function_ddl(plpy.quote_ident, plpy.quote_literal, entry)
+        if generated is None:
+            if entry.get("name") in RESERVED_FUNCTIONS or entry.get("task") == "forecast":
+                continue  # served by the built-in functions (ml.sentiment, ml.forecast)
+            plpy.notice(f"sqlml: no typed function for model {entry.get('name')!r} (unsupported signature)")
+            continue
+        wanted[generated.model] = generated
+    for model, identity in previous.items():
+        if model not in wanted or wanted[model].identity != identity:
+            plpy.execute(f"DROP FUNCTION IF EXISTS ml.{plpy.quote_ident(model)}({identity})")
+            plpy.execute(f"DELETE FROM ml._generated WHERE model = {plpy.quote_literal(model)}")
+            if model not in wanted:
+                yield model, f"ml.{model}({identity})", "dropped"
+    for model, generated in wanted.items():
+        # dropped first because CREATE OR REPLACE cannot change a return type
+        signature = f"ml.{plpy.quote_ident(model)}({generated.identity})"
+        if plpy.execute(f"SELECT to_regprocedure({plpy.quote_literal(signature)}) IS NOT NULL AS found")[0]["found"]:
+            plpy.execute(f"DROP FUNCTION {signature}")
+        for statement in generated.ddl:
+            plpy.execute(statement)
+        plpy.execute(
+            "INSERT INTO ml._generated (model, identity) VALUES "
+            f"({plpy.quote_literal(model)}, {plpy.quote_literal(generated.identity)}) "
+            "ON CONFLICT (model) DO UPDATE SET identity = EXCLUDED.identity, synced_at = now()"
+        )
+        action = "created" if model not in previous else "updated"
+        yield model, f"ml.{model}({generated.arguments})", action
