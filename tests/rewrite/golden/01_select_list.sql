@@ -1,0 +1,1 @@
+SELECT review_id, ml.sentiment(body) FROM reviews

@@ -1,0 +1,1 @@
+SELECT review_id, (ml.sentiment(body)).label AS mood FROM reviews

@@ -1,0 +1,1 @@
+SELECT review_id FROM reviews WHERE (ml.sentiment(body)).label = 'positive'

@@ -1,0 +1,1 @@
+SELECT (ml.sentiment(body)).label, count(*) FROM reviews GROUP BY (ml.sentiment(body)).label

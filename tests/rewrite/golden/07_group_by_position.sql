@@ -1,0 +1,1 @@
+SELECT (ml.sentiment(body)).label AS label, count(*) AS n FROM reviews GROUP BY 1

@@ -1,0 +1,1 @@
+SELECT DISTINCT (ml.sentiment(body)).label FROM reviews

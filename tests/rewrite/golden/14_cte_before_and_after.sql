@@ -1,0 +1,1 @@
+WITH recent AS (SELECT * FROM reviews WHERE review_id > 20), scored AS (SELECT review_id, (ml.sentiment(body)).label AS label FROM recent) SELECT s.label, count(*) FROM scored s JOIN recent r ON r.review_id = s.review_id GROUP BY s.label

@@ -1,0 +1,1 @@
+SELECT product AS product, AVG(confidence) AS "AVG(confidence)" FROM (SELECT product, (ml.sentiment(body)).confidence AS confidence FROM reviews WHERE stars IS NOT NULL) AS virtual_table GROUP BY product ORDER BY "AVG(confidence)" DESC LIMIT 100

@@ -1,0 +1,37 @@
+WITH __ml_in_1 AS (
+  SELECT DISTINCT
+    CAST(body AS TEXT) AS __ml_k1
+  FROM reviews
+  WHERE
+    NOT CAST(body AS TEXT) IS NULL
+), __ml_1 AS MATERIALIZED (
+  SELECT
+    u.__ml_k1,
+    CASE
+      WHEN b.label IS NULL
+      THEN NULL
+      ELSE CAST(ROW(b.label, b.confidence) AS ml.sentiment_result)
+    END AS __ml_value
+  FROM (
+    SELECT
+      ARRAY_AGG(__ml_k1) AS __ml_k1
+    FROM __ml_in_1
+  ) AS x
+  CROSS JOIN LATERAL UNNEST(x.__ml_k1) WITH ORDINALITY AS u(__ml_k1, __ml_ord)
+  JOIN LATERAL ml.sentiment_batch(x.__ml_k1) AS b
+    ON b.ord = u.__ml_ord
+)
+SELECT
+  (
+    __ml_1.__ml_value
+  ).label AS "label",
+  (
+    __ml_1.__ml_value
+  ).confidence AS "confidence"
+FROM reviews
+LEFT JOIN __ml_1
+  ON __ml_1.__ml_k1 = CAST(body AS TEXT)
+WHERE
+  (
+    __ml_1.__ml_value
+  ).confidence > 0.3

@@ -1,0 +1,1 @@
+SELECT *, ml.sentiment(body) AS s FROM reviews

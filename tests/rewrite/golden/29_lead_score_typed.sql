@@ -1,0 +1,1 @@
+SELECT lead_id, ml.lead_score(mostype, maanthui, mgemomv) FROM leads

@@ -1,0 +1,1 @@
+SELECT lead_id, (ml.churn(tenure, plan)).churned, (ml.churn(tenure, plan)).probability FROM leads

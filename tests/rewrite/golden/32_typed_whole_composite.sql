@@ -1,0 +1,1 @@
+SELECT lead_id, ml.churn(tenure, plan) FROM leads

@@ -1,0 +1,1 @@
+SELECT product, (ml.sentiment(product)).label, count(*) FROM reviews GROUP BY product

@@ -1,0 +1,1 @@
+SELECT review_id, coalesce(product, (ml.sentiment(body)).label) FROM reviews

@@ -1,0 +1,1 @@
+SELECT (ml.sentiment(body)).label FROM (SELECT body FROM reviews LIMIT 10) AS v

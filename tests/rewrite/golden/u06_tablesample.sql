@@ -1,0 +1,1 @@
+SELECT (ml.sentiment(body)).label FROM reviews TABLESAMPLE SYSTEM (50)

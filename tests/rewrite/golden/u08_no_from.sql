@@ -1,0 +1,1 @@
+SELECT ml.sentiment('what a great day')

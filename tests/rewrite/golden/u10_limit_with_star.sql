@@ -1,0 +1,1 @@
+SELECT *, ml.sentiment(body) FROM reviews ORDER BY review_id LIMIT 3

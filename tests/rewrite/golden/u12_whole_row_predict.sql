@@ -1,0 +1,1 @@
+SELECT lead_id, ml.predict('lead_score', leads) FROM leads

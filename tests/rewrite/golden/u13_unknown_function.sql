@@ -1,0 +1,1 @@
+SELECT ml.sentiment(my_clean(body)) FROM reviews

@@ -1,0 +1,1 @@
+SELECT review_id, body FROM reviews ORDER BY review_id
