@@ -96,9 +96,11 @@ def create_app(settings: BridgeSettings | None = None) -> FastAPI:
     _install_error_handlers(app, metrics)
     _add_health_routes(app, state)
 
-    from sqlml.bridge.routes_models import router  # late: it imports this module's helpers
+    from sqlml.bridge.jobs.routes_jobs import include_job_routes  # late: they import this module's helpers
+    from sqlml.bridge.routes_models import router
 
     app.include_router(router)
+    include_job_routes(app, jobs_db=settings.jobs_db)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)  # type: ignore[arg-type]
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

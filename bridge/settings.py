@@ -5,7 +5,8 @@ Environment variables (all optional): `SQLML_STORE`, `SQLML_HOST`, `SQLML_PORT`,
 object token -> list of scopes), `SQLML_TOKENS_FILE` (the same JSON in a file),
 `SQLML_BATCHING` (`on`/`off`), `SQLML_MAX_BATCH_SIZE`, `SQLML_MAX_WAIT_MS`,
 `SQLML_REQUEST_TIMEOUT_S`, `SQLML_MAX_BODY_BYTES`, `SQLML_MAX_PENDING_PER_MODEL`,
-`SQLML_PLUGINS` (comma-separated modules imported at startup, e.g. to register runtimes) and
+`SQLML_PLUGINS` (comma-separated modules imported at startup, e.g. to register runtimes),
+`SQLML_JOBS_DB` (the training job store, SQLite) and
 `SQLML_BRIDGE_CONFIG` (a JSON or YAML file holding any of the fields below).
 """
 
@@ -64,6 +65,7 @@ class BridgeSettings(BaseModel):
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     max_pending_per_model: int = Field(default=4096, ge=1, description="queued requests before 503")
     plugins: list[str] = Field(default_factory=list)
+    jobs_db: str | None = Field(default=None, description="training job store (SQLite); default $SQLML_HOME/jobs")
 
     @field_validator("memory_budget", mode="before")
     @classmethod
@@ -113,6 +115,7 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
         "SQLML_REQUEST_TIMEOUT_S": "request_timeout_s",
         "SQLML_MAX_BODY_BYTES": "max_body_bytes",
         "SQLML_MAX_PENDING_PER_MODEL": "max_pending_per_model",
+        "SQLML_JOBS_DB": "jobs_db",
     }
     for var, field in simple.items():
         if env.get(var):

@@ -73,6 +73,9 @@ RESERVED_FUNCTIONS = frozenset(
     {
         "sentiment",
         "sentiment_batch",
+        "train",
+        "job",
+        "_submit_job",
         "predict",
         "predict_batch",
         "predict_query",

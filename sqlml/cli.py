@@ -15,6 +15,7 @@ COMMAND_MODULES = [
     "sqlml.commands.serve",  # serve (the bridge)
     "sqlml.commands.rewrite",  # sql rewrite (batch per-row model calls)
     "sqlml.commands.train",  # train, jobs (training jobs on the bridge)
+    "sqlml.commands.superset",  # superset up | provision | export | down (dashboards/)
 ]
 
 app = typer.Typer(

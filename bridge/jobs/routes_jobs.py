@@ -1,0 +1,110 @@
+"""Training job routes of the bridge: submit, list, describe, stream logs, cancel (`/v1/jobs`).
+
+Every route needs a token with the `train` scope (or `admin`). `include_job_routes(app)` adds the
+router to an app built by `sqlml.bridge.app.create_app` and puts a `JobManager` on
+`app.state.jobs`: a SQLite job store under `$SQLML_HOME/jobs/` (`SQLML_JOBS_DB` moves it) and the
+local launcher, whose workers publish into the bridge's model store. At start it marks jobs whose
+worker died with an earlier bridge as failed. Blocking work runs in worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio.to_thread
+from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from sqlml.bridge.app import BridgeState, bridge_state
+from sqlml.bridge.auth import TRAIN
+from sqlml.bridge.jobs.local import LocalLauncher, pid_alive
+from sqlml.bridge.jobs.runner import JobManager
+from sqlml.bridge.jobs.spec import JobSpec
+from sqlml.bridge.jobs.store import JobStore
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+LOG_POLL_SECONDS = 0.5
+
+
+def include_job_routes(app: FastAPI, jobs_db: str | os.PathLike[str] | None = None) -> JobManager:
+    """Add `/v1/jobs` to a bridge app; returns the JobManager it uses (also `app.state.jobs`)."""
+    state: BridgeState = app.state.bridge
+    store = JobStore(jobs_db or os.environ.get("SQLML_JOBS_DB") or None)
+    store.recover(pid_alive)
+    manager = JobManager(store, state.registry, LocalLauncher(store, state.registry.url))
+    app.state.jobs = manager
+    app.include_router(router)
+    app.openapi_schema = None  # routes changed after create_app: rebuild the schema on demand
+    return manager
+
+
+def _manager(request: Request) -> JobManager:
+    state = bridge_state(request)
+    state.auth.require(request.headers.get("authorization"), TRAIN)
+    manager: JobManager = request.app.state.jobs
+    return manager
+
+
+@router.post("", status_code=202, summary="Submit a training job")
+async def submit_job(spec: JobSpec, request: Request) -> JSONResponse:
+    """Validate the spec against its data source (before any work) and start the job; 202 with its id."""
+    manager = _manager(request)
+    record = await anyio.to_thread.run_sync(manager.submit, spec)
+    body = record.summary()
+    return JSONResponse(body, status_code=202, headers={"Location": f"/v1/jobs/{record.id}"})
+
+
+@router.get("", summary="List training jobs")
+async def list_jobs(
+    request: Request,
+    state: str | None = Query(None, description="queued, running, succeeded, failed or cancelled"),
+    limit: int = Query(100, ge=1, le=10_000),
+) -> dict[str, Any]:
+    manager = _manager(request)
+    records = await anyio.to_thread.run_sync(lambda: manager.store.list(limit=limit, state=state))
+    return {"jobs": [r.summary() for r in records]}
+
+
+@router.get("/{job_id}", summary="Describe a training job")
+async def describe_job(job_id: str, request: Request) -> dict[str, Any]:
+    """State, progress (0..1), message, metrics, the version it published and whether it was promoted."""
+    manager = _manager(request)
+    record = await anyio.to_thread.run_sync(manager.get, job_id)
+    return record.summary()
+
+
+@router.get("/{job_id}/logs", summary="Stream a training job's log", response_class=StreamingResponse)
+async def job_logs(
+    job_id: str,
+    request: Request,
+    follow: bool = Query(False, description="keep streaming until the job ends"),
+    offset: int = Query(0, ge=0, description="start at this byte of the log"),
+) -> StreamingResponse:
+    manager = _manager(request)
+    await anyio.to_thread.run_sync(manager.store.get, job_id)  # 404 before the stream starts
+
+    async def chunks() -> AsyncIterator[str]:
+        position = offset
+        while True:
+            text, position = await anyio.to_thread.run_sync(manager.store.read_log, job_id, position)
+            if text:
+                yield text
+            if not follow or (await anyio.to_thread.run_sync(manager.get, job_id)).final:
+                text, position = await anyio.to_thread.run_sync(manager.store.read_log, job_id, position)
+                if text:
+                    yield text
+                return
+            await asyncio.sleep(LOG_POLL_SECONDS)
+
+    return StreamingResponse(chunks(), media_type="text/plain; charset=utf-8")
+
+
+@router.post("/{job_id}/cancel", summary="Cancel a training job")
+async def cancel_job(job_id: str, request: Request) -> dict[str, Any]:
+    """Stop the job's workers (SIGTERM, then SIGKILL); a finished job is returned unchanged."""
+    manager = _manager(request)
+    record = await anyio.to_thread.run_sync(manager.cancel, job_id)
+    return record.summary()

@@ -1,0 +1,152 @@
+"""The training job spec: what to train, from which rows, with what resources, and when to promote.
+
+A spec is what `POST /v1/jobs`, `sqlml train` and `ml.train(...)` all send. It is validated here
+for shape (names, task, source, resources); the checks that need the data or the machine (the
+query runs, the target column exists, rows come back, GPUs are there) happen in `runner.validate`
+before any work starts.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from sqlml.bridge.manifest import check_name
+from sqlml.errors import BadRequest
+
+TASKS = ("sentiment", "lead_scoring", "forecast")
+# The manifest task names accepted as synonyms, so a spec can say what the registry will record.
+TASK_ALIASES = {"classification": "lead_scoring", "lead_score": "lead_scoring", "leads": "lead_scoring"}
+
+# The metric `if_better` compares when the spec names none, and whether higher is better.
+DEFAULT_METRIC = {"lead_scoring": "auc", "sentiment": "auc", "forecast": "pinball_loss"}
+LOWER_IS_BETTER = frozenset({"logloss", "pinball_loss", "mae", "rmse", "mse", "loss", "final_train_loss"})
+
+
+def canonical_task(task: str) -> str:
+    """`classification` -> `lead_scoring`; unknown tasks raise a BadRequest naming the known ones."""
+    name = TASK_ALIASES.get(str(task).strip().lower(), str(task).strip().lower())
+    if name not in TASKS:
+        raise BadRequest(
+            f"unknown task {task!r}",
+            hint=f"known tasks: {', '.join(TASKS)} (classification is lead_scoring)",
+            detail={"task": task, "known": list(TASKS)},
+        )
+    return name
+
+
+class Source(BaseModel):
+    """Where the rows come from: exactly one of `dsn`, `database` or `duckdb`, plus a SELECT query.
+
+    `dsn` is a PostgreSQL connection string the bridge connects with; `database` names a database
+    on the bridge's own PostgreSQL server (`SQLML_TRAIN_PG_DSN` gives host and credentials, see
+    docs/training.md) — what `ml.train` sends; `duckdb` is a DuckDB file path, opened read-only.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(min_length=1, max_length=100_000)
+    dsn: str | None = None
+    database: str | None = None
+    duckdb: str | None = None
+
+    @model_validator(mode="after")
+    def _one_place(self) -> Source:
+        given = [k for k in ("dsn", "database", "duckdb") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError("give exactly one of dsn (PostgreSQL), database (the bridge's PostgreSQL) or duckdb")
+        return self
+
+    @property
+    def kind(self) -> Literal["postgres", "duckdb"]:
+        return "duckdb" if self.duckdb else "postgres"
+
+    def describe(self) -> str:
+        """Where the data came from, without credentials (for lineage and listings)."""
+        if self.duckdb:
+            return f"duckdb:{self.duckdb}"
+        if self.database:
+            return f"postgres database {self.database}"
+        return f"postgres {_strip_password(self.dsn or '')}"
+
+
+class Resources(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    workers: int = Field(default=1, ge=1, le=1024)
+    cpus_per_worker: float = Field(default=1.0, gt=0, le=512)
+    gpus: int = Field(default=0, ge=0, le=1024, description="GPUs in all (Ray: one per worker when > 0)")
+
+
+class JobSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    model: str
+    task: str
+    source: Source
+    target: str
+    features: list[str] | None = Field(default=None, description="default: every column but the target")
+    params: dict[str, Any] = Field(default_factory=dict)
+    resources: Resources = Field(default_factory=Resources)
+    backend: Literal["local", "ray"] = "local"
+    promote: Literal["never", "always", "if_better"] = "if_better"
+    metric: str | None = Field(default=None, description="what if_better compares (default per task)")
+    alias: str = "production"
+
+    @field_validator("model")
+    @classmethod
+    def _model_name(cls, value: str) -> str:
+        return check_name(value)
+
+    @field_validator("alias")
+    @classmethod
+    def _alias_name(cls, value: str) -> str:
+        return check_name(value, "alias")
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, value: str) -> str:
+        return canonical_task(value)
+
+    @field_validator("target")
+    @classmethod
+    def _target_name(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("target must name a column")
+        return value
+
+    def promotion_metric(self) -> str:
+        return self.metric or DEFAULT_METRIC[self.task]
+
+
+def parse_spec(payload: dict[str, Any] | str) -> JobSpec:
+    """A JobSpec from JSON or a dict; shape errors become one BadRequest naming the field.
+
+    Name and task checks raise their own BadRequest subclasses, which pydantic lets through.
+    """
+    from pydantic import ValidationError
+
+    try:
+        if isinstance(payload, str):
+            return JobSpec.model_validate_json(payload)
+        return JobSpec.model_validate(payload)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"]) or "spec"
+        raise BadRequest(f"invalid job spec: {where}: {first['msg']}", detail={"field": where}) from None
+
+
+def is_better(metric: str, candidate: float, incumbent: float) -> bool:
+    return candidate < incumbent if metric in LOWER_IS_BETTER else candidate > incumbent
+
+
+def _strip_password(dsn: str) -> str:
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    try:
+        parts = conninfo_to_dict(dsn)
+    except Exception:
+        return "(unparsable dsn)"
+    parts.pop("password", None)
+    return make_conninfo("", **{k: v for k, v in parts.items() if v is not None})

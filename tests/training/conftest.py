@@ -1,0 +1,144 @@
+"""Fixtures of the training-job tests: a scratch PostgreSQL database with a small leads table, a
+DuckDB file, a job store and model registry in tmp folders, and a job manager with the real
+local launcher (worker subprocesses)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sqlml.bridge.jobs.local import LocalLauncher
+from sqlml.bridge.jobs.runner import JobManager
+from sqlml.bridge.jobs.store import JobStore
+from sqlml.bridge.registry import Registry
+
+PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "ray: starts a local Ray cluster (slow on 2 cores)")
+
+
+def leads_frame(rows: int = 600, seed: int = 3) -> pd.DataFrame:
+    """Synthetic leads: a purchase depends on two of five features, so a few trees find it."""
+    rng = np.random.default_rng(seed)
+    income = rng.integers(0, 10, rows)
+    cars = rng.integers(0, 4, rows)
+    age = rng.normal(40, 10, rows).round(1)
+    noise = rng.normal(0, 1, rows)
+    logit = 0.8 * (income - 5) + 1.2 * (cars - 1.5) + noise
+    return pd.DataFrame(
+        {
+            "lead_id": np.arange(1, rows + 1),
+            "income": income,
+            "cars": cars,
+            "age": age,
+            "owner": rng.random(rows) < 0.5,
+            "visits": rng.integers(0, 20, rows),
+            "purchased": logit > 1.0,
+        }
+    )
+
+
+def _pg_available() -> bool:
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_ADMIN_DSN, connect_timeout=3):
+            return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="module")
+def pg_leads() -> Iterator[str]:
+    """DSN of a scratch database `sqlml_train_<random>` holding table `leads`; dropped afterwards."""
+    if not _pg_available():
+        pytest.skip("PostgreSQL on 127.0.0.1:5432 is not reachable")
+    import psycopg
+
+    name = f"sqlml_train_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")  # type: ignore[arg-type]
+    dsn = f"host=127.0.0.1 port=5432 user=postgres dbname={name}"
+    frame = leads_frame()
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(
+                "CREATE TABLE leads (lead_id bigint PRIMARY KEY, income integer, cars smallint, age numeric(5,1),"
+                " owner boolean, visits integer, purchased boolean)"
+            )
+            with (
+                conn.cursor() as cursor,
+                cursor.copy("COPY leads (lead_id, income, cars, age, owner, visits, purchased) FROM STDIN") as copy,
+            ):
+                for row in frame.to_dict("records"):
+                    copy.write_row([int(row["lead_id"]), int(row["income"]), int(row["cars"]), float(row["age"]),
+                                    bool(row["owner"]), int(row["visits"]), bool(row["purchased"])])  # fmt: skip
+        yield dsn
+    finally:
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def duckdb_leads(tmp_path: Path) -> Path:
+    import duckdb
+
+    path = tmp_path / "leads.duckdb"
+    frame = leads_frame()
+    with duckdb.connect(str(path)) as con:
+        con.register("frame", frame)
+        con.execute("CREATE TABLE leads AS SELECT * FROM frame")
+    return path
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Registry:
+    return Registry(tmp_path / "models")
+
+
+@pytest.fixture
+def job_store(tmp_path: Path) -> JobStore:
+    return JobStore(tmp_path / "jobs" / "jobs.sqlite")
+
+
+@pytest.fixture
+def manager(job_store: JobStore, registry: Registry) -> Iterator[JobManager]:
+    launcher = LocalLauncher(job_store, registry.url, grace_s=5.0)
+    yield JobManager(job_store, registry, launcher)
+    for job_id in launcher.running():  # never leave a worker behind
+        launcher.cancel(job_id, None)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random 1-layer BERT with the packaged MiniLM tokenizer (no hub, trains in seconds)."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from sqlml.bridge.training.sentiment import packaged_encoder
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = AutoTokenizer.from_pretrained(str(packaged_encoder()), local_files_only=True)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def _offline() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
