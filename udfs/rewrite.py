@@ -54,9 +54,9 @@ DETERMINISTIC_ANONYMOUS = frozenset(
         "jsonb_extract_path_text", "jsonb_typeof", "date_part", "date_trunc", "lpad", "rpad", "reverse",
     }
 )  # fmt: skip
-VOLATILE_CLASSES: tuple[type[exp.Expression], ...] = (exp.Rand, exp.Uuid)
+VOLATILE_CLASSES: tuple[type[exp.Expr], ...] = (exp.Rand, exp.Uuid)
 # Nodes whose children are not always evaluated: a model call inside one may be a guard's target.
-CONDITIONAL_CLASSES: tuple[type[exp.Expression], ...] = (exp.Case, exp.If)
+CONDITIONAL_CLASSES: tuple[type[exp.Expr], ...] = (exp.Case, exp.If)
 # Positions of a SELECT where a replaced call may sit (its other clauses are refused).
 # Clauses evaluated once per group in an aggregate query (a prediction there must be grouped).
 GROUPED_CLAUSES = frozenset({"expressions", "having", "order", "distinct", "qualify"})
@@ -115,7 +115,7 @@ def _unchanged(sql: str, reason: str) -> RewriteResult:
 # --- finding calls -------------------------------------------------------------------------
 
 
-def model_function(node: exp.Expression, catalog: Catalog) -> ModelFunction | None:
+def model_function(node: exp.Expr, catalog: Catalog) -> ModelFunction | None:
     """The catalog entry when `node` is a call `ml.<name>(...)` of a batchable function."""
     if not isinstance(node, exp.Dot) or not isinstance(node.expression, exp.Anonymous):
         return None
@@ -125,17 +125,17 @@ def model_function(node: exp.Expression, catalog: Catalog) -> ModelFunction | No
     return catalog.lookup(node.expression.name)
 
 
-def find_model_calls(tree: exp.Expression, catalog: Catalog) -> Iterator[exp.Dot]:
+def find_model_calls(tree: exp.Expr, catalog: Catalog) -> Iterator[exp.Dot]:
     for node in tree.find_all(exp.Dot):
         if model_function(node, catalog) is not None:
             yield node
 
 
-def call_arguments(call: exp.Dot) -> list[exp.Expression]:
+def call_arguments(call: exp.Dot) -> list[exp.Expr]:
     return list(call.expression.expressions)
 
 
-def enclosing_select(node: exp.Expression) -> exp.Select | None:
+def enclosing_select(node: exp.Expr) -> exp.Select | None:
     parent = node.parent
     while parent is not None and not isinstance(parent, exp.Select):
         parent = parent.parent
@@ -183,14 +183,14 @@ def rewrite_tree(tree: exp.Query, catalog: Catalog) -> tuple[exp.Query, int]:
     return tree, batches
 
 
-def _depth(node: exp.Expression) -> int:
+def _depth(node: exp.Expr) -> int:
     depth = 0
     while node.parent is not None:
         node, depth = node.parent, depth + 1
     return depth
 
 
-def _root(node: exp.Expression) -> exp.Query:
+def _root(node: exp.Expr) -> exp.Query:
     while node.parent is not None:
         node = node.parent
     assert isinstance(node, exp.Query)
@@ -206,7 +206,7 @@ class Batch:
 
     function: ModelFunction
     model: str | None  # the model literal of ml.predict, the model of a typed function
-    keys: list[exp.Expression]  # the inputs, cast to the function's argument types
+    keys: list[exp.Expr]  # the inputs, cast to the function's argument types
     name: str  # the CTE with the outputs (`__ml_3`)
     input_name: str  # the CTE with the distinct inputs (`__ml_in_3`)
 
@@ -317,7 +317,7 @@ def plan_batches(select: exp.Select, calls: list[exp.Dot], catalog: Catalog, nam
                 raise Unsupported("ml.predict over a whole row (write to_jsonb(t))")
             model, arguments = model_argument.this, [features]
         inputs = function.inputs[-len(arguments) :]
-        keys: list[exp.Expression] = [
+        keys: list[exp.Expr] = [
             exp.cast(a.copy(), exp.DataType.build(i.sql_type, dialect="postgres"))
             for a, i in zip(arguments, inputs, strict=True)
         ]
@@ -333,7 +333,7 @@ def _call_key(call: exp.Dot, catalog: Catalog) -> str:
 # --- the SQL pieces ----------------------------------------------------------------------------
 
 
-def batch_ctes(batch: Batch, sources: list[exp.Expression], filters: list[exp.Expression]) -> list[exp.CTE]:
+def batch_ctes(batch: Batch, sources: list[exp.Expr], filters: list[exp.Expr]) -> list[exp.CTE]:
     """The two CTEs of a batch: its distinct non-NULL inputs, and the outputs keyed by them."""
     key_names = [f"{PREFIX}k{i}" for i in range(1, len(batch.keys) + 1)]
     inputs = exp.select(*[exp.alias_(k.copy(), n) for k, n in zip(batch.keys, key_names, strict=True)]).distinct()
@@ -429,16 +429,16 @@ def ungrouped_calls(select: exp.Select, calls: list[exp.Dot], catalog: Catalog) 
     return keys
 
 
-def _grouped_expression(select: exp.Select, key: exp.Expression) -> exp.Expression:
+def _grouped_expression(select: exp.Select, key: exp.Expr) -> exp.Expr:
     """What a GROUP BY item stands for: `GROUP BY 1` and `GROUP BY <output name>` name a select item."""
     items = select.expressions
     if isinstance(key, exp.Literal) and not key.is_string and 1 <= int(key.this) <= len(items):
-        item = items[int(key.this) - 1]
-        return item.this if isinstance(item, exp.Alias) else item
+        item: exp.Expr = items[int(key.this) - 1]
+        return item.this if isinstance(item, exp.Alias) else item  # type: ignore[no-any-return]
     if isinstance(key, exp.Column) and not key.table:
         for item in items:
             if isinstance(item, exp.Alias) and item.alias == key.name:
-                return item.this
+                return item.this  # type: ignore[no-any-return]
     return key
 
 
@@ -455,13 +455,13 @@ def name_outputs(select: exp.Select, catalog: Catalog) -> None:
         placeholder.replace(exp.Alias(this=item, alias=exp.to_identifier(name, quoted=True)))
 
 
-def pg_column_name(node: exp.Expression, catalog: Catalog) -> str:
+def pg_column_name(node: exp.Expr, catalog: Catalog) -> str:
     """The name PostgreSQL gives an unaliased select item (FigureColname), for the shapes around calls."""
     function = model_function(node, catalog)
     if function is not None:
         return function.name
     if isinstance(node, exp.Dot):
-        return node.expression.name
+        return str(node.expression.name)
     if isinstance(node, exp.Paren):
         return pg_column_name(node.this, catalog)
     if isinstance(node, exp.Cast):
@@ -483,7 +483,7 @@ def pg_column_name(node: exp.Expression, catalog: Catalog) -> str:
 def place_ctes(select: exp.Select, ctes: list[exp.CTE]) -> None:
     """Add the batch CTEs to the nearest WITH that sees everything `select` sees: before the CTE
     that holds `select`, or at the end of the WITH of the query `select` belongs to."""
-    node: exp.Expression = select
+    node: exp.Expr = select
     while True:
         parent = node.parent
         if isinstance(parent, exp.CTE):
@@ -535,8 +535,8 @@ def push_limit_down(select: exp.Select, calls: list[exp.Dot], catalog: Catalog, 
     inner = select.copy()
     inner.set("with_", None)
     _resolve_order_references(inner)
-    items: list[exp.Expression] = []
-    outer_items: list[exp.Expression] = []
+    items: list[exp.Expr] = []
+    outer_items: list[exp.Expr] = []
     hidden = itertools.count(1)
     for index, item in enumerate(inner.expressions, start=1):
         name = item.alias_or_name if isinstance(item, exp.Alias) else pg_column_name(item, catalog)
@@ -598,7 +598,7 @@ def _resolve_order_references(select: exp.Select) -> None:
             key.replace(by_name[key.name].copy())
 
 
-def _columns_outside_calls(node: exp.Expression, catalog: Catalog) -> Iterator[exp.Column]:
+def _columns_outside_calls(node: exp.Expr, catalog: Catalog) -> Iterator[exp.Column]:
     for column in list(node.find_all(exp.Column)):
         if not any(model_function(a, catalog) is not None for a in _ancestors(column, node)):
             yield column
@@ -607,7 +607,7 @@ def _columns_outside_calls(node: exp.Expression, catalog: Catalog) -> Iterator[e
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def _ancestors(node: exp.Expression, stop: exp.Expression) -> Iterator[exp.Expression]:
+def _ancestors(node: exp.Expr, stop: exp.Expr) -> Iterator[exp.Expr]:
     parent = node.parent
     while parent is not None:
         yield parent
@@ -616,17 +616,17 @@ def _ancestors(node: exp.Expression, stop: exp.Expression) -> Iterator[exp.Expre
         parent = parent.parent
 
 
-def _clause_of(node: exp.Expression, select: exp.Select) -> str:
+def _clause_of(node: exp.Expr, select: exp.Select) -> str:
     """Which argument of `select` holds `node` (expressions, where, joins, ...)."""
     child = node
     while child.parent is not select:
         assert child.parent is not None
         child = child.parent
-    return child.arg_key
+    return str(child.arg_key)
 
 
-def _is_conditional(call: exp.Expression, select: exp.Select) -> bool:
-    child: exp.Expression = call
+def _is_conditional(call: exp.Expr, select: exp.Select) -> bool:
+    child: exp.Expr = call
     for parent in _ancestors(call, select):
         if isinstance(parent, CONDITIONAL_CLASSES):
             return True
@@ -636,7 +636,7 @@ def _is_conditional(call: exp.Expression, select: exp.Select) -> bool:
     return False
 
 
-def _inside_aggregate(node: exp.Expression, select: exp.Select) -> bool:
+def _inside_aggregate(node: exp.Expr, select: exp.Select) -> bool:
     """Inside an aggregate's arguments or FILTER (evaluated per input row, not per group)."""
     return any(
         (isinstance(a, exp.AggFunc) and not isinstance(a.parent, exp.Window)) or isinstance(a, exp.Filter)
@@ -656,7 +656,7 @@ def is_aggregated(select: exp.Select) -> bool:
     return False
 
 
-def is_deterministic(node: exp.Expression, catalog: Catalog) -> bool:
+def is_deterministic(node: exp.Expr, catalog: Catalog) -> bool:
     """No function that may give another value when evaluated again (volatile or unknown)."""
     for function in node.find_all(exp.Func):
         if isinstance(function, VOLATILE_CLASSES):
@@ -670,7 +670,7 @@ def is_deterministic(node: exp.Expression, catalog: Catalog) -> bool:
     return True
 
 
-def is_repeatable(node: exp.Expression, catalog: Catalog) -> bool:
+def is_repeatable(node: exp.Expr, catalog: Catalog) -> bool:
     """Evaluating `node` twice in one statement gives the same rows: deterministic, and no
     LIMIT/OFFSET/TABLESAMPLE subquery whose row choice is up to the engine."""
     return is_deterministic(node, catalog) and not any(node.find_all(exp.Limit, exp.Offset, exp.Fetch, exp.TableSample))
@@ -695,7 +695,7 @@ def qualify_stars(select: exp.Select) -> None:
         if not name:
             raise Unsupported("SELECT * over a source without a name")
         names.append(name)
-    items: list[exp.Expression] = []
+    items: list[exp.Expr] = []
     for item in select.expressions:
         if isinstance(item, exp.Star):
             items += [exp.Column(this=exp.Star(), table=exp.to_identifier(n)) for n in names]
@@ -704,20 +704,20 @@ def qualify_stars(select: exp.Select) -> None:
     select.set("expressions", items)
 
 
-def _has_call(node: exp.Expression, catalog: Catalog) -> bool:
+def _has_call(node: exp.Expr, catalog: Catalog) -> bool:
     return any(model_function(d, catalog) is not None for d in node.find_all(exp.Dot))
 
 
-def _conjuncts(node: exp.Expression) -> list[exp.Expression]:
+def _conjuncts(node: exp.Expr) -> list[exp.Expr]:
     return list(node.flatten()) if isinstance(node, exp.And) else [node]
 
 
-def _from_clause(select: exp.Select) -> list[exp.Expression]:
+def _from_clause(select: exp.Select) -> list[exp.Expr]:
     """The FROM source and every JOIN of a SELECT, in order."""
     return [select.args["from_"], *(select.args.get("joins") or [])]
 
 
-def _with_sources(query: exp.Select, sources: list[exp.Expression]) -> exp.Select:
+def _with_sources(query: exp.Select, sources: list[exp.Expr]) -> exp.Select:
     query.set("from_", sources[0].copy())
     if len(sources) > 1:
         query.set("joins", [j.copy() for j in sources[1:]])
@@ -747,7 +747,7 @@ def _in_recursive_cte(select: exp.Select) -> bool:
 
 def _is_correlatable(select: exp.Select) -> bool:
     """A SELECT inside an expression (scalar, IN, EXISTS subquery) or LATERAL may read outer columns."""
-    child: exp.Expression = select
+    child: exp.Expr = select
     for parent in _ancestors(select, _root(select)):
         if isinstance(parent, exp.Lateral) or (isinstance(parent, exp.Subquery) and parent.args.get("lateral")):
             return True
