@@ -187,7 +187,7 @@ class ModelHost:
         inputs = conform(model.manifest, batch)
         schema = output_schema(model.manifest)
         keep = pc.invert(null_rows(inputs))
-        kept = inputs.filter(keep) if inputs.num_rows else inputs
+        kept = inputs if pc.all(keep).as_py() else inputs.filter(keep)  # filtering copies every column
         if kept.num_rows == 0:
             return pa.Table.from_arrays([pa.nulls(inputs.num_rows, f.type) for f in schema], schema=schema)
         with self._using(model):

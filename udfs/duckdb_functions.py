@@ -1,0 +1,186 @@
+"""Install the `ml` SQL surface on a DuckDB connection (embedded mode or via a bridge client).
+
+`register(con, client)` attaches a private in-memory catalog named `ml` (so nothing is written into
+the user's database file and read-only databases work), registers the hidden vectorized UDFs, and
+creates the macros: generic ones (`ml.predict`, `ml.explain`, `ml.forecast`, `ml.models`) and a
+typed one per model generated from its signature (`ml.sentiment`, `ml.lead_score`, ...).
+`refresh(con)` picks up models published since.
+"""
+
+from __future__ import annotations
+
+import atexit
+import shutil
+import tempfile
+import threading
+import weakref
+from pathlib import Path
+
+import duckdb
+from duckdb.sqltypes import DuckDBPyType
+
+from sqlml.bridge.client import LocalClient, ModelClient
+from sqlml.bridge.manifest import Signature
+from sqlml.errors import Conflict
+from sqlml.udfs import arrow_udfs, macros
+from sqlml.udfs.type_map import duckdb_type, output_sql_type
+
+_REGISTERED: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, SqlFunctions] = weakref.WeakKeyDictionary()
+_LOCK = threading.Lock()
+
+
+class SqlFunctions:
+    """The `ml` functions installed on one connection, and the client they call."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, client: ModelClient):
+        self._con = weakref.ref(con)
+        self.client = client
+        self.udfs: set[str] = set()
+        self.typed: dict[str, tuple[str, str]] = {}  # model -> (task, signature json) it was built from
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        con = self._con()
+        if con is None:
+            raise Conflict("the DuckDB connection these ml functions were registered on is closed")
+        return con
+
+    def install(self) -> None:
+        attach_catalog(self.con)
+        varchar, bigint, boolean = DuckDBPyType("VARCHAR"), DuckDBPyType("BIGINT"), DuckDBPyType("BOOLEAN")
+        json_text = DuckDBPyType("JSON")
+        self._udf(macros.PREDICT_JSON_UDF, arrow_udfs.predict_json(self.client), [varchar, json_text, boolean], varchar)
+        self._udf(
+            macros.EXPLAIN_UDF,
+            arrow_udfs.explain_json(self.client),
+            [varchar, json_text, bigint, boolean],
+            DuckDBPyType(macros.CONTRIBUTIONS_SQL_TYPE),
+        )
+        self._udf(
+            macros.FORECAST_UDF,
+            arrow_udfs.forecast(self.client),
+            [varchar, varchar, bigint, DuckDBPyType("VARCHAR[]")],
+            DuckDBPyType(macros.FORECAST_SQL_TYPE),
+        )
+        self._udf(macros.MODELS_UDF, arrow_udfs.models(self.client), [], DuckDBPyType(macros.MODELS_SQL_TYPE))
+        for statement in macros.generic_macros():
+            self.con.execute(statement)
+        self.refresh()
+
+    def refresh(self) -> list[str]:
+        """(Re)create the typed macro of every model the client lists; returns their names."""
+        listing = self.client.models()
+        current = {}
+        for entry in listing:
+            signature = Signature.model_validate(entry["signature"])
+            current[entry["name"]] = (str(entry.get("task", "")), signature)
+        for gone in set(self.typed) - set(current):
+            self._drop_model(gone)
+        for model, (task, signature) in current.items():
+            built_from = (task, signature.model_dump_json())
+            if self.typed.get(model) == built_from:
+                continue
+            self._drop_model(model)
+            statement = macros.model_macro(model, task, signature)
+            if statement is None:
+                continue
+            if task != "forecast":
+                self._udf(
+                    macros.predict_udf_name(model),
+                    arrow_udfs.typed_predict(self.client, model, signature),
+                    [duckdb_type(c.type) for c in signature.inputs],
+                    DuckDBPyType(output_sql_type(signature)),
+                )
+            self.con.execute(statement)
+            self.typed[model] = built_from
+        return sorted(self.typed)
+
+    def _drop_model(self, model: str) -> None:
+        for statement in macros.drop_model_macros(model):
+            self.con.execute(statement)
+        name = macros.predict_udf_name(model)
+        if name in self.udfs:
+            self.con.remove_function(name)
+            self.udfs.discard(name)
+        self.typed.pop(model, None)
+
+    # Every UDF sees NULLs ("special"): the model host owns NULL in, NULL out, and a model may
+    # return NULL for a non-NULL input (blank text), which DuckDB's default handling forbids.
+    def _udf(
+        self,
+        name: str,
+        function: arrow_udfs.ArrowUdf,
+        parameters: list[DuckDBPyType],
+        return_type: DuckDBPyType,
+        null_handling: str = "special",
+    ) -> None:
+        if name in self.udfs:
+            self.con.remove_function(name)
+        self.con.create_function(
+            name,
+            function,
+            parameters,
+            return_type,
+            type="arrow",
+            null_handling=null_handling,  # type: ignore[call-overload]
+        )
+        self.udfs.add(name)
+
+    def uninstall(self) -> None:
+        for model in list(self.typed):
+            self._drop_model(model)
+        for name in list(self.udfs):
+            self.con.remove_function(name)
+        self.udfs.clear()
+
+
+def attach_catalog(con: duckdb.DuckDBPyConnection) -> None:
+    """Attach the private catalog `ml` that holds the macros (once per connection).
+
+    An in-memory catalog keeps the user's database file untouched; a read-only connection cannot
+    start one, so it gets a throwaway file instead.
+    """
+    attached = con.execute(
+        "SELECT count(*) FROM duckdb_databases() WHERE database_name = ?", [macros.CATALOG]
+    ).fetchall()
+    if attached[0][0]:
+        return
+    try:
+        con.execute(f"ATTACH ':memory:' AS {macros.CATALOG}")
+    except duckdb.Error:
+        folder = tempfile.mkdtemp(prefix="sqlml-duckdb-")
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        path = str(Path(folder) / "ml.duckdb").replace("'", "''")
+        con.execute(f"ATTACH '{path}' AS {macros.CATALOG} (READ_WRITE)")
+
+
+def register(con: duckdb.DuckDBPyConnection, client: ModelClient | None = None) -> None:
+    """Install the `ml` functions on `con`; `client` defaults to embedded mode over the default store.
+
+    Calling it again on the same connection replaces the functions (for example with a new client).
+    """
+    client = client if client is not None else LocalClient()
+    with _LOCK:
+        previous = _REGISTERED.get(con)
+        if previous is not None:
+            previous.uninstall()
+        functions = SqlFunctions(con, client)
+        functions.install()
+        _REGISTERED[con] = functions
+
+
+def refresh(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Create typed macros for models published since `register` (and drop removed ones)."""
+    with _LOCK:
+        functions = _REGISTERED.get(con)
+        if functions is None:
+            raise Conflict(
+                "sqlml functions are not registered on this connection", hint="call sqlml.udfs.register(con)"
+            )
+        return functions.refresh()
+
+
+def client_of(con: duckdb.DuckDBPyConnection) -> ModelClient | None:
+    """The client the `ml` functions on `con` call, if registered."""
+    functions = _REGISTERED.get(con)
+    return functions.client if functions else None

@@ -1,0 +1,106 @@
+"""The SQL text of the `ml` macros, generated from model signatures (pure functions, no connection).
+
+DuckDB cannot put Python UDFs in a schema, but macros can live anywhere: every public name
+(`ml.sentiment`, `ml.predict`, `ml.lead_score`, ...) is a macro in the attached catalog `ml` that
+delegates to a hidden, vectorized UDF named `__sqlml_*`. Typed per-model macros check each
+argument's type at bind time so that a wrong type names the column instead of failing deep in
+DuckDB's function binder.
+"""
+
+from __future__ import annotations
+
+from sqlml.bridge.manifest import Column, Signature
+from sqlml.udfs.type_map import ACCEPTED, quote_ident, quote_literal, sql_type
+
+CATALOG = "ml"
+UDF_PREFIX = "__sqlml_"
+PREDICT_JSON_UDF = f"{UDF_PREFIX}predict"
+EXPLAIN_UDF = f"{UDF_PREFIX}explain"
+FORECAST_UDF = f"{UDF_PREFIX}forecast"
+MODELS_UDF = f"{UDF_PREFIX}models"
+DEFAULT_QUANTILES = ("p10", "p50", "p90")
+DEFAULT_HORIZON = 48
+DEFAULT_TOP_K = 5
+
+# Names of the generic macros: a model with one of these names is reachable through
+# `ml.predict('<name>', row)` only.
+RESERVED = frozenset({"predict", "explain", "forecast", "models"})
+
+CONTRIBUTIONS_SQL_TYPE = "STRUCT(feature VARCHAR, value DOUBLE, contribution DOUBLE)[]"
+FORECAST_SQL_TYPE = "STRUCT(series VARCHAR, ts TIMESTAMP, quantile VARCHAR, value DOUBLE)[]"
+MODELS_SQL_TYPE = (
+    "STRUCT(name VARCHAR, version BIGINT, aliases MAP(VARCHAR, BIGINT), task VARCHAR, "
+    "metrics MAP(VARCHAR, DOUBLE), loaded BOOLEAN, runtime VARCHAR, signature VARCHAR)[]"
+)
+
+
+def predict_udf_name(model: str) -> str:
+    return f"{UDF_PREFIX}predict_{model}"
+
+
+def qualified(name: str) -> str:
+    return f"{CATALOG}.main.{quote_ident(name)}"
+
+
+def generic_macros() -> list[str]:
+    """`ml.predict`, `ml.explain`, `ml.forecast` and `ml.models`, which work for any model."""
+    quantiles = "[" + ", ".join(quote_literal(q) for q in DEFAULT_QUANTILES) + "]"
+    return [
+        f'CREATE OR REPLACE MACRO {qualified("predict")}(model, "row", strict := false) AS '
+        f'{PREDICT_JSON_UDF}(model, to_json("row"), strict)::JSON',
+        f'CREATE OR REPLACE MACRO {qualified("explain")}(model, "row", top_k := {DEFAULT_TOP_K}, strict := false) AS '
+        f'{EXPLAIN_UDF}(model, to_json("row"), top_k, strict)',
+        f"CREATE OR REPLACE MACRO {qualified('forecast')}(model, series := NULL, horizon := {DEFAULT_HORIZON}, "
+        f"quantiles := {quantiles}) AS TABLE "
+        f"SELECT unnest({FORECAST_UDF}(model, series, horizon, quantiles), recursive := true)",
+        f"CREATE OR REPLACE MACRO {qualified('models')}() AS TABLE SELECT unnest({MODELS_UDF}(), recursive := true)",
+    ]
+
+
+def model_macro(model: str, task: str, signature: Signature) -> str | None:
+    """The typed macro named after the model, or None when its name is reserved.
+
+    Tabular models get `ml.<model>(col1, col2, ...)` and, with two or more inputs, a struct form
+    `ml.<model>(row)` that picks the input fields out of any row (extra fields are ignored).
+    Forecast models get a table macro `ml.<model>(series := NULL, horizon := 48, quantiles := [...])`.
+    """
+    if model in RESERVED:
+        return None
+    if task == "forecast":
+        quantiles = "[" + ", ".join(quote_literal(q) for q in DEFAULT_QUANTILES) + "]"
+        return (
+            f"CREATE OR REPLACE MACRO {qualified(model)}(series := NULL, horizon := {DEFAULT_HORIZON}, "
+            f"quantiles := {quantiles}) AS TABLE "
+            f"SELECT unnest({FORECAST_UDF}({quote_literal(model)}, series, horizon, quantiles), recursive := true)"
+        )
+    inputs = signature.inputs
+    udf = predict_udf_name(model)
+    params = ", ".join(quote_ident(c.name) for c in inputs)
+    by_column = ", ".join(checked_argument(quote_ident(c.name), c, model) for c in inputs)
+    overloads = [f"({params}) AS {udf}({by_column})"]
+    if len(inputs) > 1:
+        by_field = ", ".join(
+            checked_argument(f'struct_extract("row", {quote_literal(c.name)})', c, model) for c in inputs
+        )
+        overloads.append(f'("row") AS {udf}({by_field})')
+    return f"CREATE OR REPLACE MACRO {qualified(model)}" + ", ".join(overloads)
+
+
+def checked_argument(expression: str, column: Column, model: str) -> str:
+    """`expression` cast to the column's type, or a named error when its type does not fit.
+
+    `typeof()` is folded at bind time, so for a fitting type the CASE disappears from the plan.
+    """
+    target = sql_type(column.type)
+    kind = f"typeof({expression})"
+    accepted = ", ".join(quote_literal(t) for t in ACCEPTED[column.type])
+    condition = f"{kind} IN ({accepted})"
+    if column.type == "double":
+        condition += f" OR {kind} LIKE 'DECIMAL%'"
+    message = quote_literal(f'column "{column.name}" of model "{model}" must be {target}, got ')
+    hint = quote_literal(f" (hint: cast it, e.g. CAST({column.name} AS {target}))")
+    return f"CAST(CASE WHEN {condition} THEN {expression} ELSE error({message} || {kind} || {hint}) END AS {target})"
+
+
+def drop_model_macros(model: str) -> list[str]:
+    return [f"DROP MACRO IF EXISTS {qualified(model)}", f"DROP MACRO TABLE IF EXISTS {qualified(model)}"]
