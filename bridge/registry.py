@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,10 @@ from sqlml.bridge.manifest import Manifest, check_name
 from sqlml.errors import Conflict, ModelNotFound, NotFound, VersionNotFound
 
 DEFAULT_ALIAS = "production"
+# Remote stores have no cheap change marker: resolutions are reused this long (replicas see a
+# promotion within it). Local stores revalidate on every call with one stat.
+REMOTE_RESOLUTION_SECONDS = 2.0
+RECENT_CHANGE_NS = 100_000_000
 MANIFEST = "manifest.json"
 ALIASES = "aliases.json"
 
@@ -57,6 +62,7 @@ class Registry:
         self.fs, self.root = fsspec.core.url_to_fs(self.url)
         self.is_local = self.fs.protocol in ("file", "local") or "file" in tuple(self.fs.protocol)
         self.fs.makedirs(self.root, exist_ok=True)
+        self._resolved: dict[ModelRef, tuple[int, int]] = {}
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -94,6 +100,30 @@ class Registry:
     def resolve(self, ref: ModelRef | str) -> int:
         """The version a reference points at: explicit number, alias, else production, else latest."""
         ref = ModelRef.parse(ref) if isinstance(ref, str) else ref
+        generation = self._generation(ref.name)
+        cached = self._resolved.get(ref)
+        if generation is not None and cached is not None and cached[0] == generation:
+            return cached[1]
+        version = self._resolve_uncached(ref)
+        if generation is not None:
+            self._resolved[ref] = (generation, version)
+        return version
+
+    def _generation(self, name: str) -> int | None:
+        """A value that changes whenever versions or aliases of `name` may have changed, or None
+        when a cached resolution must not be trusted. Scoring asks for the version of every
+        DuckDB vector and every bridge request, so this must cost a stat, not a listing."""
+        if not self.is_local:
+            return int(time.monotonic() / REMOTE_RESOLUTION_SECONDS)
+        try:
+            changed = os.stat(self._path(name)).st_mtime_ns  # publishing and alias writes rename into it
+        except OSError:
+            return None
+        if time.time_ns() - changed < RECENT_CHANGE_NS:  # within the file system's clock granularity
+            return None
+        return changed
+
+    def _resolve_uncached(self, ref: ModelRef) -> int:
         versions = self.versions(ref.name)
         if not versions:
             raise ModelNotFound(ref.name, self.names())

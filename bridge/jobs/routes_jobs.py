@@ -18,6 +18,7 @@ import anyio.to_thread
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from sqlml.bridge.api_schemas import ERROR_RESPONSES
 from sqlml.bridge.app import BridgeState, bridge_state
 from sqlml.bridge.auth import TRAIN
 from sqlml.bridge.jobs.local import LocalLauncher, pid_alive
@@ -25,7 +26,7 @@ from sqlml.bridge.jobs.runner import JobManager
 from sqlml.bridge.jobs.spec import JobSpec
 from sqlml.bridge.jobs.store import JobStore
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
 LOG_POLL_SECONDS = 0.5
 
 

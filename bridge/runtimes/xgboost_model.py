@@ -18,7 +18,7 @@ from sqlml.errors import InvalidInput, ModelLoadError
 
 MODEL_FILE = "model.json"
 _SMALL_BATCH_ROWS = 8192
-_MULTITHREAD_ROWS = 256
+_MULTITHREAD_ROWS = 16_384
 _BOOSTER_OVERHEAD_BYTES = 384 * 1024
 
 CONTRIBUTION_TYPE = pa.struct(

@@ -14,9 +14,9 @@ import httpx
 import numpy as np
 import pyarrow as pa
 import pytest
-import xgboost as xgb
 
 from sqlml.bridge.client import LocalClient
+from sqlml.bridge.host import ModelHost
 from sqlml.bridge.http_client import BridgeClient
 from sqlml.bridge.manifest import Batching
 from sqlml.bridge.registry import Registry
@@ -42,9 +42,8 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Registry:
 
 
 def model_bytes(registry: Registry, name: str) -> int:
-    booster = xgb.Booster()
-    booster.load_model(str(registry.local_path(name, 1) / "model.json"))
-    return len(booster.save_raw("ubj"))
+    """The runtime's own memory estimate, which the bridge's budget counts."""
+    return ModelHost(registry).get(name).nbytes
 
 
 @pytest.fixture(scope="module")
