@@ -1,0 +1,58 @@
+"""Small helpers every trainer shares: a temporary artifact folder, progress bars, data fingerprints.
+
+Trainers write their artifact into `artifact_dir()`, hand it to `Registry.publish` (which copies it
+into the store atomically) and let the folder disappear. `data_fingerprint` goes into a manifest's
+lineage so two versions trained on the same rows can be recognised as such.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+
+@contextmanager
+def artifact_dir(prefix: str = "sqlml-artifact-") -> Iterator[Path]:
+    """A fresh temporary folder for one artifact, removed on exit (publish copies it first)."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        yield Path(tmp)
+
+
+def progress_bar(enabled: bool = True) -> Progress:
+    """A rich `Progress` for long training steps; disabled, it draws nothing but keeps the same API.
+
+    Use it as a context manager: `with progress_bar(show) as bar: task = bar.add_task("fit", total=n)`.
+    """
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        disable=not enabled,
+        transient=False,
+    )
+
+
+def data_fingerprint(df: pd.DataFrame) -> str:
+    """sha256 over the column names, dtypes and row values (order matters), as hex."""
+    digest = hashlib.sha256()
+    digest.update(repr([(str(c), str(t)) for c, t in df.dtypes.items()]).encode())
+    row_hashes = pd.util.hash_pandas_object(df, index=False).to_numpy()
+    digest.update(row_hashes.tobytes())
+    return digest.hexdigest()
