@@ -20,9 +20,14 @@ def _session_home(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ.pop("SQLML_STORE", None)
 
 
+# Fixtures that open a scratch database on the host's PostgreSQL.
+POSTGRES_FIXTURES = frozenset({"standin_dsn", "standin", "pg_leads"})
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # Tests that talk to the host's PostgreSQL are marked by folder, so `-m "not postgres"` can run
-    # the rest inside a network namespace.
+    # Tests that talk to the host's PostgreSQL are marked (by folder or by fixture), so that
+    # `-m "not postgres"` can run the rest inside a network namespace with only loopback.
     for item in items:
-        if "postgres" in Path(str(item.fspath)).parts:
+        uses_postgres = POSTGRES_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+        if "postgres" in Path(str(item.fspath)).parts or uses_postgres:
             item.add_marker(pytest.mark.postgres)

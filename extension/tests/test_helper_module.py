@@ -12,7 +12,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from conftest import FakePlpy, PlpyError
+from plpy_fakes import FakePlpy, PlpyError
 from stub_bridge import StubBehaviour, stub_bridge
 
 HELPER_PATH = Path(__file__).parent.parent / "sqlml_pg.py"

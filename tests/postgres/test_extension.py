@@ -10,7 +10,8 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from conftest import ROOT, USER_TOKEN, free_port
+
+from .conftest import ROOT, USER_TOKEN, free_port
 
 sys.path.insert(0, str(ROOT / "extension" / "tests"))
 from stub_bridge import StubBehaviour, stub_bridge

@@ -45,11 +45,12 @@ def catalog() -> Catalog:
 @pytest.fixture(scope="session")
 def standin_dsn() -> Iterator[str]:
     """A scratch database `sqlml_rw_<random>` with the stand-in functions and demo tables."""
-    psycopg = pytest.importorskip("psycopg")
+    import psycopg
+
     try:
         admin = psycopg.connect(ADMIN_DSN, autocommit=True)
     except psycopg.OperationalError as error:
-        pytest.skip(f"no PostgreSQL on 127.0.0.1:5432 ({error})")
+        pytest.fail(f"these tests need PostgreSQL on 127.0.0.1:5432 ({error})")
     name = f"sqlml_rw_{secrets.token_hex(4)}"
     admin.execute(f"CREATE DATABASE {name}")
     dsn = f"host=127.0.0.1 port=5432 user=postgres dbname={name} connect_timeout=3"

@@ -60,7 +60,7 @@ def _pg_available() -> bool:
 def pg_leads() -> Iterator[str]:
     """DSN of a scratch database `sqlml_train_<random>` holding table `leads`; dropped afterwards."""
     if not _pg_available():
-        pytest.skip("PostgreSQL on 127.0.0.1:5432 is not reachable")
+        pytest.fail("these tests need PostgreSQL on 127.0.0.1:5432, which is not reachable")
     import psycopg
 
     name = f"sqlml_train_{uuid.uuid4().hex[:10]}"

@@ -50,8 +50,7 @@ def bridge_url(registry: Registry, tmp_path: Path) -> Iterator[str]:
 def test_ml_train_then_ml_job_then_the_version_serves_through_sql(
     pg_leads: str, bridge_url: str, registry: Registry
 ) -> None:
-    if not _extension_installed():
-        pytest.skip("the sqlml extension is not installed in this PostgreSQL")
+    assert _extension_installed(), "the sqlml extension is not installed: run `make -C extension install`"
     import psycopg
 
     with psycopg.connect(pg_leads, autocommit=True) as conn:
