@@ -1,0 +1,84 @@
+"""Fixtures for the sentiment tests: a tiny random BERT with the packaged MiniLM tokenizer.
+
+Everything is built locally in seconds: no hub, no full-size training. The SQLML home (and with
+it the reviews cache) lives in a temporary folder for the whole session.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from sqlml.bridge.manifest import Manifest
+from sqlml.bridge.registry import Registry
+from sqlml.bridge.training.sentiment import ID2LABEL, packaged_encoder, sentiment_signature, train_sentiment
+
+
+@pytest.fixture(scope="session", autouse=True)
+def sqlml_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    home = tmp_path_factory.mktemp("sqlml-home")
+    previous = {key: os.environ.get(key) for key in ("SQLML_HOME", "SQLML_STORE")}
+    os.environ["SQLML_HOME"] = str(home)
+    os.environ.pop("SQLML_STORE", None)
+    yield home
+    for key, value in previous.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random 2-layer, 32-wide BERT classifier saved with the real MiniLM tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = AutoTokenizer.from_pretrained(str(packaged_encoder()), local_files_only=True)
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+        num_labels=2,
+        id2label=ID2LABEL,
+        label2id={v: k for k, v in ID2LABEL.items()},
+    )
+    BertForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
+    return Registry(tmp_path_factory.mktemp("store"))
+
+
+@pytest.fixture(scope="session")
+def trained(registry: Registry, tiny_base: Path) -> Manifest:
+    """The tiny BERT fine-tuned by the real trainer on 80 train / 80 test reviews."""
+    return train_sentiment(
+        registry, base_model=tiny_base, limit=80, epochs=1, batch_size=16, progress=False, max_length=64
+    )
+
+
+@pytest.fixture(scope="session")
+def fixed_thresholds(registry: Registry, tiny_base: Path) -> Manifest:
+    """The untrained tiny BERT published as-is, with thresholds that make every label reachable."""
+    manifest = Manifest(
+        name="sentiment_fixed",
+        runtime="sentiment",
+        task="sentiment",
+        signature=sentiment_signature(),
+        params={"thresholds": {"negative_below": 0.3, "positive_above": 0.7}, "max_length": 128},
+    )
+    return registry.publish(manifest, tiny_base, alias="production")

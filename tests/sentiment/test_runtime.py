@@ -1,0 +1,114 @@
+"""The sentiment runtime, alone and behind the model host / embedded client."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from sqlml.bridge.client import LocalClient
+from sqlml.bridge.host import ModelHost
+from sqlml.bridge.manifest import Manifest
+from sqlml.bridge.registry import Registry
+from sqlml.bridge.runtimes import runtime_class
+from sqlml.bridge.runtimes.sentiment import LABELS, SentimentRuntime, score_texts
+
+TEXTS = [
+    "Absolutely delicious, best coffee I have ever had",
+    "Your product stinks and I'll never buy from you again!",
+    "ok",
+    "The dog food arrived on time. My dogs ate it, then ignored it for a week. " * 20,
+    "Tea",
+]
+
+
+@pytest.fixture(scope="module")
+def runtime(registry: Registry, fixed_thresholds: Manifest) -> SentimentRuntime:
+    name, version = fixed_thresholds.name, fixed_thresholds.version
+    loaded = SentimentRuntime(fixed_thresholds, registry.local_path(name, version))
+    loaded.load()
+    return loaded
+
+
+def predict(runtime: SentimentRuntime, texts: list[str | None]) -> list[dict[str, object]]:
+    out: list[dict[str, object]] = runtime.predict(pa.table({"text": pa.array(texts, pa.string())})).to_pylist()
+    return out
+
+
+def test_runtime_is_registered_under_its_manifest_name() -> None:
+    assert runtime_class("sentiment") is SentimentRuntime
+
+
+def test_labels_and_confidences_are_in_range(runtime: SentimentRuntime) -> None:
+    rows = predict(runtime, list(TEXTS))
+    assert len(rows) == len(TEXTS)
+    for row in rows:
+        assert row["label"] in LABELS
+        assert isinstance(row["confidence"], float) and 0.0 <= row["confidence"] <= 1.0
+
+
+def test_order_is_preserved_whatever_the_lengths(runtime: SentimentRuntime) -> None:
+    forward = predict(runtime, list(TEXTS))
+    backward = predict(runtime, list(reversed(TEXTS)))
+    one_by_one = [predict(runtime, [text])[0] for text in TEXTS]
+    assert backward == list(reversed(forward))
+    for alone, batched in zip(one_by_one, forward, strict=True):
+        assert alone["label"] == batched["label"]
+        assert alone["confidence"] == pytest.approx(batched["confidence"], abs=1e-5)
+
+
+def test_padding_and_sub_batches_do_not_change_scores(runtime: SentimentRuntime) -> None:
+    texts = [text * (i + 1) for i, text in enumerate(TEXTS)]
+    small = score_texts(runtime.model, runtime.tokenizer, texts, sub_batch=2)
+    large = score_texts(runtime.model, runtime.tokenizer, texts, sub_batch=64)
+    assert small == pytest.approx(large, abs=1e-5)
+
+
+def test_empty_whitespace_and_null_text_give_null(runtime: SentimentRuntime) -> None:
+    rows = predict(runtime, ["", "   \n\t ", None, "great snack"])
+    assert rows[:3] == [{"label": None, "confidence": None}] * 3
+    assert rows[3]["label"] in LABELS
+
+
+def test_ten_megabyte_text_is_truncated_and_fast(runtime: SentimentRuntime) -> None:
+    huge = "This tea is wonderful and I would buy it again. " * 220_000  # ~10.6 MB
+    assert len(huge) > 10_000_000
+    started = time.perf_counter()
+    rows = predict(runtime, [huge, "short"])
+    assert time.perf_counter() - started < 5.0
+    assert rows[0]["label"] in LABELS and rows[1]["label"] in LABELS
+
+
+def test_memory_estimate_counts_parameters(runtime: SentimentRuntime) -> None:
+    n_parameters = sum(p.numel() for p in runtime.model.parameters())
+    assert runtime.memory_bytes() >= 4 * n_parameters
+
+
+def test_host_puts_nulls_back_in_place(registry: Registry, fixed_thresholds: Manifest) -> None:
+    host = ModelHost(registry)
+    batch = pa.table({"text": pa.array(["lovely", None, "", "awful", None], pa.string())})
+    out = host.predict("sentiment_fixed", batch)
+    assert out.schema.names == ["label", "confidence"]
+    assert out.schema.field("confidence").type == pa.float64()
+    labels = out.column("label").to_pylist()
+    assert [label is None for label in labels] == [False, True, True, False, True]
+    assert host.loaded() == [("sentiment_fixed", fixed_thresholds.version)]
+
+
+def test_local_client_serves_the_trained_model(registry: Registry, trained: Manifest) -> None:
+    client = LocalClient(registry)
+    out = client.predict("sentiment", pa.table({"text": TEXTS})).to_pylist()
+    assert [row["label"] in LABELS for row in out] == [True] * len(TEXTS)
+    listing = {row["name"]: row for row in client.models()}
+    assert listing["sentiment"]["task"] == "sentiment"
+    assert listing["sentiment"]["loaded"] is True
+    assert set(listing["sentiment"]["metrics"]) >= {"auc", "accuracy"}
+
+
+def test_unload_releases_the_model(registry: Registry, tiny_base: Path, fixed_thresholds: Manifest) -> None:
+    loaded = SentimentRuntime(fixed_thresholds, tiny_base)
+    loaded.load()
+    loaded.unload()
+    assert loaded.model is None and loaded.tokenizer is None
