@@ -1,0 +1,1 @@
+"""Superset dashboards as code: assets in Superset's export format, its config, and provisioning."""
