@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit postgres-tests venv extension clean
+.PHONY: demo test lint typecheck unit postgres-tests venv extension superset superset-venv clean
 
 $(VENV)/.deps: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,7 +34,7 @@ extension:
 
 # Proof that the suite needs no network: everything but the PostgreSQL tests (whose server lives
 # in the host's network namespace) runs in a fresh network namespace with only loopback.
-unit: venv
+unit: venv superset-venv
 	scripts/offline $(BIN)/pytest -m "not postgres"
 
 postgres-tests: venv extension
@@ -42,5 +42,13 @@ postgres-tests: venv extension
 
 test: lint typecheck unit postgres-tests
 
+# Superset lives in its own virtual environment (its pins conflict with ours); the offline part
+# of the suite needs it built beforehand, while the package registry is reachable.
+superset-venv: venv
+	$(BIN)/sqlml superset install
+
+superset: venv extension
+	$(BIN)/sqlml superset up
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-superset build *.egg-info .pytest_cache .mypy_cache .ruff_cache
