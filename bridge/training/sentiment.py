@@ -101,7 +101,7 @@ def train_sentiment(
     learning_rate: float = 1e-4,
     warmup_fraction: float = 0.06,
     validation_fraction: float = 0.1,
-    target_precision: float = 0.8,
+    target_precision: float = 0.85,
     limit: int | None = None,
     seed: int = 0,
 ) -> Manifest:
