@@ -30,6 +30,7 @@ pytestmark = pytest.mark.ray
 def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One Ray for the module; its address lets worker subprocesses join it (RAY_ADDRESS)."""
     import ray
+
     os.environ["RAY_AUTH_MODE"] = "disabled"
     os.environ["SQLML_RAY_STORAGE"] = str(tmp_path_factory.mktemp("ray-results"))
     temp_dir = tempfile.mkdtemp(prefix="sqlml-ray-test-", dir="/tmp")  # short: Ray puts sockets there
