@@ -10,13 +10,13 @@ import pytest
 
 from sqlml.bridge.manifest import Column, Manifest, Signature
 from sqlml.bridge.registry import Registry
-from sqlml.bridge.runtimes import RUNTIMES, Runtime, register_runtime
+from sqlml.bridge.runtimes import Runtime, register_runtime
 
 
 class SumRuntime(Runtime):
     """Adds its inputs; the artifact holds an offset, so versions differ."""
 
-    name = "fake_sum"
+    name = "core_offset_sum"
 
     def load(self) -> None:
         text = (self.path / "offset.txt").read_text()
@@ -31,14 +31,13 @@ class SumRuntime(Runtime):
 
 @pytest.fixture(autouse=True)
 def _fake_runtimes() -> None:
-    if "fake_sum" not in RUNTIMES:
-        register_runtime("fake_sum", SumRuntime)
+    register_runtime("core_offset_sum", SumRuntime)  # a name of its own: other suites register fakes too
 
 
 def sum_manifest(name: str = "adder") -> Manifest:
     return Manifest(
         name=name,
-        runtime="fake_sum",
+        runtime="core_offset_sum",
         task="regression",
         signature=Signature(
             inputs=[Column(name="a", type="double"), Column(name="b", type="bigint")],
