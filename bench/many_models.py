@@ -19,6 +19,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _util import Bridge, percentile_ms, publish_booster, train_booster
 
+from sqlml.bridge.host import ModelHost
 from sqlml.bridge.http_client import NO_DELAY
 from sqlml.bridge.manifest import Batching
 from sqlml.bridge.registry import Registry
@@ -36,7 +37,8 @@ def main() -> None:
     for i in range(MODELS):
         publish_booster(registry, f"m{i:04d}", boosters[i % DISTINCT], FEATURES, Batching(max_wait_ms=0))
     print(f"published {MODELS} models in {time.perf_counter() - started:.1f} s")
-    model_bytes = int(np.mean([len(b.save_raw("ubj")) for b in boosters]))
+    # the host budgets with each runtime's own estimate (booster plus per-model overhead)
+    model_bytes = ModelHost(registry).get("m0000").nbytes
     total = model_bytes * MODELS
     budget = int(total * BUDGET_SHARE)
     rng = np.random.default_rng(0)
@@ -65,7 +67,9 @@ def main() -> None:
     mib = 2**20
     rate = len(sequence) / elapsed
     print(f"{len(sequence)} requests to {len(seen)} distinct models in {elapsed:.1f} s ({rate:.0f} req/s)")
-    print(f"model size ~{model_bytes / 1024:.0f} KiB, all models {total / mib:.1f} MiB, budget {budget / mib:.1f} MiB")
+    print(
+        f"model size (the host's estimate) ~{model_bytes / 1024:.0f} KiB, all models {total / mib:.1f} MiB, budget {budget / mib:.1f} MiB"
+    )
     unloads = metrics.get("sqlml_model_unload_seconds_count", 0)
     loaded_mib = metrics.get("sqlml_loaded_model_bytes", 0) / mib
     print(
