@@ -61,7 +61,7 @@ def publish_tiny_bert(registry: Registry) -> None:
             outputs=[Column(name="label", type="text"), Column(name="confidence", type="double")],
         ),
         params={"max_length": 64},
-        batching=Batching(max_batch_size=64, max_wait_ms=5),
+        batching=Batching(max_batch_size=64, max_wait_ms=20),
     )
     with tempfile.TemporaryDirectory() as tmp:
         model.save_pretrained(tmp)
