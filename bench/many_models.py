@@ -68,7 +68,8 @@ def main() -> None:
     rate = len(sequence) / elapsed
     print(f"{len(sequence)} requests to {len(seen)} distinct models in {elapsed:.1f} s ({rate:.0f} req/s)")
     print(
-        f"model size (the host's estimate) ~{model_bytes / 1024:.0f} KiB, all models {total / mib:.1f} MiB, budget {budget / mib:.1f} MiB"
+        f"model size (the host's estimate) ~{model_bytes / 1024:.0f} KiB, "
+        f"all models {total / mib:.1f} MiB, budget {budget / mib:.1f} MiB"
     )
     unloads = metrics.get("sqlml_model_unload_seconds_count", 0)
     loaded_mib = metrics.get("sqlml_loaded_model_bytes", 0) / mib

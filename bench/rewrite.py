@@ -22,7 +22,7 @@ from sqlml.udfs.rewrite_catalog import Catalog
 
 SETUP = """
 CREATE TEMP TABLE bench_reviews AS
-SELECT g AS id, 'review number ' || g || CASE WHEN g % 2 = 0 THEN ' was great' ELSE ' was bad' END AS body
+SELECT g AS id, 'review number ' || g || CASE WHEN g %% 2 = 0 THEN ' was great' ELSE ' was bad' END AS body
 FROM generate_series(1, %(rows)s) AS g;
 """
 

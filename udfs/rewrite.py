@@ -42,6 +42,7 @@ log = logging.getLogger("sqlml.rewrite")
 
 DIALECTS = ("postgres", "duckdb")
 PREFIX = "__ml_"
+JSONB_PAIRS_PER_CALL = 50  # key/value pairs per jsonb_build_object call (100 arguments)
 
 # Functions that give the same value when a query evaluates them twice. sqlglot parses the
 # functions it knows into their own classes; everything else (exp.Anonymous: user functions,
@@ -364,10 +365,13 @@ def outputs_query(batch: Batch, key_names: list[str]) -> exp.Select:
         batch_input = key_names[0]
         call = f"ml.predict_batch({exp.Literal.string(batch.model or '').sql()}, x.{batch_input})"
     else:
-        fields = ", ".join(
-            f"{exp.Literal.string(i.name).sql()}, {n}" for i, n in zip(function.inputs, key_names, strict=True)
+        pairs = [f"{exp.Literal.string(i.name).sql()}, {n}" for i, n in zip(function.inputs, key_names, strict=True)]
+        # PostgreSQL passes at most 100 arguments to a function: wide models concatenate objects
+        objects = " || ".join(
+            f"jsonb_build_object({', '.join(pairs[start : start + JSONB_PAIRS_PER_CALL])})"
+            for start in range(0, len(pairs), JSONB_PAIRS_PER_CALL)
         )
-        arrays.append(f"array_agg(jsonb_build_object({fields})) AS {PREFIX}batch")
+        arrays.append(f"array_agg({objects}) AS {PREFIX}batch")
         batch_input = f"{PREFIX}batch"
         call = f"ml.predict_batch({exp.Literal.string(batch.model or '').sql()}, x.{batch_input})"
     key_list = ", ".join(key_names)
