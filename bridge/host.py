@@ -88,6 +88,25 @@ class ModelHost:
                 return model
             raise
 
+    def get_if_loaded(self, ref: ModelRef | str) -> LoadedModel | None:
+        """The loaded model for a reference when it is already in memory (a cache hit), else None.
+
+        Cheap enough for an event loop (one stat of the store for local stores): the bridge calls
+        it first and only hands misses, which may load a model, to a worker thread. Remote stores
+        may answer slowly, so for them it always says None."""
+        if not self.registry.is_local:
+            return None
+        ref = ModelRef.parse(ref) if isinstance(ref, str) else ref
+        version = self.registry.resolve(ref)
+        key = (ref.name, version)
+        with self._lock:
+            model = self._loaded.get(key)
+            if model is None:
+                return None
+            self._loaded.move_to_end(key)
+        self.events.cache_hit(ref.name, version)
+        return model
+
     def _get_version(self, name: str, version: int) -> LoadedModel:
         key = (name, version)
         with self._lock:

@@ -159,7 +159,7 @@ async def predict(model: str, request: Request) -> Response:
     started = time.perf_counter()
 
     async def work() -> Response:
-        loaded = await _blocking(state.host.get, ref)
+        loaded = state.host.get_if_loaded(ref) or await _blocking(state.host.get, ref)
         table, shape, _ = await _read_batch(request, loaded, schemas.PredictRequest)
         outputs = await state.batcher.predict(loaded, table)
         m = loaded.manifest
@@ -187,7 +187,7 @@ async def explain(
     started = time.perf_counter()
 
     async def work() -> Response:
-        loaded = await _blocking(state.host.get, ref)
+        loaded = state.host.get_if_loaded(ref) or await _blocking(state.host.get, ref)
         table, shape, payload = await _read_batch(request, loaded, schemas.ExplainRequest)
         k = top_k or (payload.top_k if payload is not None else 5)
         outputs = await _blocking(_explain, state, loaded, table, k)
@@ -223,7 +223,7 @@ async def forecast(model: str, body: schemas.ForecastRequest, request: Request) 
     started = time.perf_counter()
 
     async def work() -> Response:
-        loaded = await _blocking(state.host.get, ref)
+        loaded = state.host.get_if_loaded(ref) or await _blocking(state.host.get, ref)
         table = await _blocking(_forecast, state, loaded, body)
         m = loaded.manifest
         state.metrics.request(m.name, m.version, "forecast", table.num_rows, time.perf_counter() - started)
