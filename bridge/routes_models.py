@@ -144,6 +144,14 @@ def _describe(state: BridgeState, ref: ModelRef, version: int | None) -> dict[st
 # -- inference -------------------------------------------------------------------------------
 
 
+async def _loaded_model(state: BridgeState, ref: ModelRef) -> LoadedModel:
+    """A cache hit is answered on the event loop; a miss may load a model, so it runs in a thread."""
+    model = state.host.get_if_loaded(ref)
+    if model is None:
+        model = await _blocking(state.host.get, ref)
+    return model
+
+
 @router.post(
     "/{model}/predict",
     summary="Predict",
@@ -159,7 +167,7 @@ async def predict(model: str, request: Request) -> Response:
     started = time.perf_counter()
 
     async def work() -> Response:
-        loaded = state.host.get_if_loaded(ref) or await _blocking(state.host.get, ref)
+        loaded = await _loaded_model(state, ref)
         table, shape, _ = await _read_batch(request, loaded, schemas.PredictRequest)
         outputs = await state.batcher.predict(loaded, table)
         m = loaded.manifest
@@ -187,7 +195,7 @@ async def explain(
     started = time.perf_counter()
 
     async def work() -> Response:
-        loaded = state.host.get_if_loaded(ref) or await _blocking(state.host.get, ref)
+        loaded = await _loaded_model(state, ref)
         table, shape, payload = await _read_batch(request, loaded, schemas.ExplainRequest)
         k = top_k or (payload.top_k if payload is not None else 5)
         outputs = await _blocking(_explain, state, loaded, table, k)
@@ -223,7 +231,7 @@ async def forecast(model: str, body: schemas.ForecastRequest, request: Request) 
     started = time.perf_counter()
 
     async def work() -> Response:
-        loaded = state.host.get_if_loaded(ref) or await _blocking(state.host.get, ref)
+        loaded = await _loaded_model(state, ref)
         table = await _blocking(_forecast, state, loaded, body)
         m = loaded.manifest
         state.metrics.request(m.name, m.version, "forecast", table.num_rows, time.perf_counter() - started)
