@@ -203,22 +203,19 @@ class ModelHost:
 
     def predict_loaded(self, model: LoadedModel, batch: pa.Table) -> pa.Table:
         """`predict` on an already resolved model (the bridge's batcher resolves once per request)."""
-        inputs = conform(model.manifest, batch)
         schema = output_schema(model.manifest)
-        keep = pc.invert(null_rows(inputs))
-        kept = inputs if pc.all(keep).as_py() else inputs.filter(keep)  # filtering copies every column
+        kept, keep = _without_null_rows(model, batch)
         if kept.num_rows == 0:
-            return pa.Table.from_arrays([pa.nulls(inputs.num_rows, f.type) for f in schema], schema=schema)
+            return pa.Table.from_arrays([pa.nulls(len(keep), f.type) for f in schema], schema=schema)
         with self._using(model):
             outputs = model.runtime.predict(kept)
         return scatter(outputs.select(schema.names).cast(schema), keep, schema)
 
     def explain(self, ref: ModelRef | str, batch: pa.Table, top_k: int = 5) -> pa.Table:
         model = self.get(ref)
-        inputs = conform(model.manifest, batch)
-        keep = pc.invert(null_rows(inputs))
+        kept, keep = _without_null_rows(model, batch)
         with self._using(model):
-            outputs = model.runtime.explain(inputs.filter(keep), top_k)
+            outputs = model.runtime.explain(kept, top_k)
         return scatter(outputs, keep, outputs.schema)
 
     def forecast(self, ref: ModelRef | str, series: list[str] | None, horizon: int, quantiles: list[str]) -> pa.Table:
@@ -231,6 +228,14 @@ class ModelHost:
         # Runtimes are not assumed thread-safe; the bridge's batcher keeps one call per model busy.
         with model.lock:
             yield
+
+
+def _without_null_rows(model: LoadedModel, batch: pa.Table) -> tuple[pa.Table, pa.Array]:
+    """The batch conformed to the signature without rows holding a NULL input, and the mask of
+    kept rows (to put NULL outputs back in place). No copy when every row is kept."""
+    inputs = conform(model.manifest, batch)
+    keep = pc.invert(null_rows(inputs))
+    return (inputs if pc.all(keep).as_py() else inputs.filter(keep)), keep
 
 
 def output_schema(manifest: Manifest) -> pa.Schema:
