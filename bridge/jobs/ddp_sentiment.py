@@ -127,7 +127,7 @@ def train_loop(config: dict[str, Any]) -> dict[str, Any]:
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            losses.append(float(out.loss))
+            losses.append(float(out.loss.detach()))
             samples += len(batch)
             if on_step is not None and rank == 0:
                 on_step(epoch * per_rank + step + 1, steps)
