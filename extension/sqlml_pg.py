@@ -598,14 +598,22 @@ def predict_rows_json(plpy: Any, model: str, rows_json: str) -> str:
     return json.dumps([_result_json(o) for o in outputs])
 
 
+# Texts per request in ml.sentiment_batch (fewer when sqlml.batch_size is lower). A transformer on a
+# CPU scores tens to hundreds of texts a second, so 10,000 texts in one request would outlast any
+# interactive sqlml.timeout_ms; 64 keeps each request to a few seconds at worst and still fills the
+# bridge's batches (its default max_batch_size is 64).
+TEXT_BATCH_SIZE = 64
+
+
 def sentiment_batch(plpy: Any, texts: Sequence[str | None]) -> Iterator[tuple[int, str | None, float | None]]:
     """ml.sentiment_batch(text[]) -> (ord, label, confidence)."""
     settings, bridge = _open(plpy)
     warnings = _Warnings(plpy)
     model = settings.sentiment_model
+    chunk_size = min(settings.batch_size, TEXT_BATCH_SIZE)
     try:
-        for start in range(0, len(texts), settings.batch_size):
-            chunk = list(texts[start : start + settings.batch_size])
+        for start in range(0, len(texts), chunk_size):
+            chunk = list(texts[start : start + chunk_size])
             try:
                 columns = bridge.predict_columns(model, {"text": chunk}, len(chunk))
                 labels, confidences = columns.get("label"), columns.get("confidence")

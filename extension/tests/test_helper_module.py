@@ -118,6 +118,14 @@ def test_sentiment_single_and_batch(helper: ModuleType, bridge: Any) -> None:
     assert [len(b["columns"]["text"]) for b in columns_requests] == [2, 2]
 
 
+def test_sentiment_batch_sends_at_most_64_texts_per_request(helper: ModuleType, bridge: Any) -> None:
+    plpy = FakePlpy({"bridge_url": bridge[0]})  # sqlml.batch_size left at its default, 10,000
+    out = list(helper.sentiment_batch(plpy, ["good"] * 150))
+    assert [row[0] for row in out] == list(range(1, 151)) and {row[1] for row in out} == {"positive"}
+    columns_requests = [body for _, _, body in bridge[1].requests if body and "columns" in body]
+    assert [len(b["columns"]["text"]) for b in columns_requests] == [64, 64, 22]
+
+
 def test_ten_megabyte_text(helper: ModuleType, plpy: FakePlpy) -> None:
     assert helper.sentiment(plpy, "good " * 2_000_000)["label"] == "positive"
 

@@ -5,6 +5,9 @@ local launcher (worker subprocesses)."""
 from __future__ import annotations
 
 import os
+import socket
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,11 +15,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import uvicorn
 
+from sqlml.bridge.app import create_app
 from sqlml.bridge.jobs.local import LocalLauncher
 from sqlml.bridge.jobs.runner import JobManager
 from sqlml.bridge.jobs.store import JobStore
 from sqlml.bridge.registry import Registry
+from sqlml.bridge.settings import BridgeSettings
+
+from .sql_jobs import BRIDGE_TOKEN
 
 PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 
@@ -115,6 +123,28 @@ def manager(job_store: JobStore, registry: Registry) -> Iterator[JobManager]:
     yield JobManager(job_store, registry, launcher)
     for job_id in launcher.running():  # never leave a worker behind
         launcher.cancel(job_id, None)
+
+
+@pytest.fixture
+def bridge_url(registry: Registry, tmp_path: Path) -> Iterator[str]:
+    """A real bridge (uvicorn in a thread) on `registry` with the job routes; token BRIDGE_TOKEN is admin.
+    Its local launcher starts worker subprocesses with this process's environment (RAY_ADDRESS too)."""
+    app = create_app(
+        BridgeSettings.model_validate(
+            {"store": registry.url, "tokens": {BRIDGE_TOKEN: ["admin"]}, "jobs_db": str(tmp_path / "jobs.sqlite")}
+        )
+    )
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
 
 
 @pytest.fixture(scope="session")

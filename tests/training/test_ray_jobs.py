@@ -4,6 +4,7 @@ tasks."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import tempfile
@@ -22,6 +23,8 @@ from sqlml.bridge.jobs.runner import JobManager, execute
 from sqlml.bridge.jobs.spec import parse_spec
 from sqlml.bridge.jobs.store import JobStore
 from sqlml.bridge.registry import Registry
+
+from .sql_jobs import poll_job, sql_session
 
 pytestmark = pytest.mark.ray
 
@@ -67,6 +70,39 @@ def test_lead_scoring_with_two_ray_workers_from_postgres(
     )
     high, low = scored.column("probability").to_pylist()
     assert high > 0.5 > low
+
+
+@pytest.mark.postgres
+def test_ml_train_from_sql_on_the_ray_backend_then_serves_through_sql(
+    ray_cluster: str, pg_leads: str, bridge_url: str, registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole SQL path with `backend => 'ray'`: ml.train -> bridge job route -> worker subprocess ->
+    Ray Train's XGBoost trainer with 2 workers on the test's cluster -> registry -> ml.predict."""
+    monkeypatch.setenv("RAY_ADDRESS", ray_cluster)  # the bridge's worker subprocess joins the test's cluster
+    with sql_session(pg_leads, bridge_url) as conn:
+        job_id = conn.execute(
+            "SELECT ml.train('leads_sql_ray', 'classification',"
+            " 'SELECT income, cars, age, owner, visits, purchased FROM leads', 'purchased',"
+            """ '{"n_estimators": 15, "max_depth": 3, "learning_rate": 0.3,"""
+            """ "resources": {"workers": 2, "cpus_per_worker": 1}}', backend => 'ray')"""
+        ).fetchone()[0]  # type: ignore[index]
+        backend = conn.execute("SELECT backend FROM ml.job(%s)", [job_id]).fetchone()
+        assert backend == ("ray",)
+        state, version, promoted, metrics, error = poll_job(conn, job_id, timeout_s=300)
+        assert (state, version, promoted) == ("succeeded", 1, True), error
+        assert metrics["workers"] == 2.0 and metrics["auc"] > 0.8
+        high, low = (
+            conn.execute(
+                "SELECT (ml.predict('leads_sql_ray', %s::jsonb)->>'probability')::float8", [json.dumps(row)]
+            ).fetchone()[0]  # type: ignore[index]
+            for row in (
+                {"income": 9, "cars": 3, "age": 40.0, "owner": True, "visits": 1},
+                {"income": 0, "cars": 0, "age": 40.0, "owner": True, "visits": 1},
+            )
+        )
+        assert high > 0.5 > low
+    lineage = registry.describe("leads_sql_ray").lineage
+    assert lineage["backend"] == "ray" and lineage["source"].startswith("postgres database sqlml_train_")
 
 
 def reviews_db(folder: Path) -> Path:
