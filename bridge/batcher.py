@@ -2,11 +2,12 @@
 
 Each request is validated on its own (so a bad request fails alone), then queued for its model
 version. One worker per version takes the first queued request, keeps collecting until the batch
-holds `max_batch_size` rows or `max_wait_ms` has passed, runs `ModelHost.predict_loaded` once on
-the concatenated table in a worker thread, and hands each request its slice of the result, in
-order. While a batch runs, new requests queue up, so under load batches grow by themselves.
-If a coalesced batch fails, its requests are retried one by one so one request's failure stays
-its own. With batching disabled (for benchmarks) every request calls the runtime directly.
+holds `max_batch_size` rows or that request has waited `max_wait_ms` since it arrived, runs
+`ModelHost.predict_loaded` once on the concatenated table in a worker thread, and hands each
+request its slice of the result, in order. While a batch runs, new requests queue up, so under
+load batches grow by themselves. If a coalesced batch fails, its requests are retried one by one
+so one request's failure stays its own. With batching disabled (for benchmarks) every request
+calls the runtime directly.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class _Pending:
     model: LoadedModel
     inputs: pa.Table
     future: asyncio.Future[pa.Table] = field(repr=False)
+    queued_at: float = 0.0  # the event loop's clock when the request joined the queue
 
     @property
     def rows(self) -> int:
@@ -72,8 +74,9 @@ class DynamicBatcher:
                 f'model "{model.manifest.name}" is overloaded ({queue.qsize()} requests queued)',
                 hint="retry later, send larger batches, or run more bridge replicas",
             )
-        future: asyncio.Future[pa.Table] = asyncio.get_running_loop().create_future()
-        queue.put_nowait(_Pending(model, inputs, future))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[pa.Table] = loop.create_future()
+        queue.put_nowait(_Pending(model, inputs, future, loop.time()))
         return await future
 
     async def close(self) -> None:
@@ -119,7 +122,10 @@ class DynamicBatcher:
             batch = [first]
             rows = first.rows
             limit, wait = self._limits(first.model)
-            deadline = loop.time() + wait
+            # max_wait_ms bounds how long a request waits for company, counted from its arrival: one
+            # that queued while the previous batch ran has waited already, so under load batches run
+            # back to back, each taking whatever arrived meanwhile.
+            deadline = first.queued_at + wait
             while rows < limit:
                 if queue.empty():
                     remaining = deadline - loop.time()

@@ -80,3 +80,30 @@ def test_settings_override_manifest_batching(make_app: Callable[..., FastAPI]) -
     responses = asyncio.run(_concurrent(app, "slow", [1.0] * 8))
     assert all(r.status_code == 200 for r in responses)
     assert max(_calls("slow")) == 2
+
+
+def test_max_wait_counts_from_arrival_so_a_request_queued_behind_a_batch_runs_next(
+    registry: Registry, make_app: Callable[..., FastAPI]
+) -> None:
+    """A (t=0) waits 0.4 s for company, then runs 0.4-1.0 s. B arrives at 0.5 s, during A's run, so
+    by 1.0 s it has waited longer than max_wait_ms and runs at once, alone. C, arriving at 1.2 s,
+    gets a batch of its own: had B's wait started only when the worker took it (until 1.4 s), C
+    would have joined B."""
+    fakes.publish(registry, "queued", params={"sleep_s": 0.6}, batching=Batching(max_batch_size=64, max_wait_ms=400))
+    app = make_app(auth=False)
+
+    async def staggered() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bridge") as http:
+
+            async def post_after(delay: float, value: float) -> httpx.Response:
+                await asyncio.sleep(delay)
+                return await http.post("/v1/models/queued/predict", json={"rows": [{"a": value, "b": 1.0}]})
+
+            responses = await asyncio.gather(post_after(0.0, 1.0), post_after(0.5, 2.0), post_after(1.2, 3.0))
+        await app.state.bridge.batcher.close()
+        return list(responses)
+
+    responses = asyncio.run(staggered())
+    assert [r.json()["rows"][0]["total"] for r in responses] == [2.0, 3.0, 4.0]
+    assert _calls("queued") == [1, 1, 1]
