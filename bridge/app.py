@@ -2,7 +2,8 @@
 
 This module wires the parts together (registry, model host, batcher, auth, metrics), installs the
 one error envelope `{"error": {"code", "message", "hint", "detail"}}` for every failure, limits body
-size, and serves health, readiness and `/metrics`. Model routes live in `routes_models`.
+size, and serves health, readiness and `/metrics`. Model routes live in `routes_models`; the hot
+predict route is also served by `predict_lane`, a middleware that skips the framework's layers.
 """
 
 from __future__ import annotations
@@ -97,10 +98,12 @@ def create_app(settings: BridgeSettings | None = None) -> FastAPI:
     _add_health_routes(app, state)
 
     from sqlml.bridge.jobs.routes_jobs import include_job_routes  # late: they import this module's helpers
+    from sqlml.bridge.predict_lane import PredictLane
     from sqlml.bridge.routes_models import router
 
     app.include_router(router)
     include_job_routes(app, jobs_db=settings.jobs_db)
+    app.add_middleware(PredictLane, state=state)  # type: ignore[arg-type]
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)  # type: ignore[arg-type]
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
@@ -118,11 +121,16 @@ def error_response(error: SqlmlError, headers: dict[str, str] | None = None) -> 
     return JSONResponse({"error": error.to_dict()}, status_code=error.status, headers=headers)
 
 
+def error_reply(metrics: BridgeMetrics, error: SqlmlError) -> JSONResponse:
+    """The envelope for a failed request, counted by code (401s also name the auth scheme)."""
+    metrics.error(error.code)
+    headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+    return error_response(error, headers)
+
+
 def _install_error_handlers(app: FastAPI, metrics: BridgeMetrics) -> None:
     def respond(error: SqlmlError) -> JSONResponse:
-        metrics.error(error.code)
-        headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
-        return error_response(error, headers)
+        return error_reply(metrics, error)
 
     async def on_sqlml_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, SqlmlError)

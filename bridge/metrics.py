@@ -83,9 +83,6 @@ class BridgeMetrics(HostEvents):
             registry=r,
         )
         self.errors = Counter("sqlml_errors", "Failed requests by error code", ["code"], registry=r)
-        self.http_requests = Counter(
-            "sqlml_http_requests", "HTTP requests by route and status", ["route", "status"], registry=r
-        )
 
     def watch_host(
         self, loaded_count: Callable[[], float], loaded_bytes: Callable[[], float], budget: int | None

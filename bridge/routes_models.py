@@ -11,6 +11,7 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import anyio.to_thread
@@ -50,7 +51,8 @@ async def _blocking(func: Callable[..., T], *args: Any) -> T:
 async def _within_timeout(state: BridgeState, model: str, work: Awaitable[T]) -> T:
     timeout = state.settings.request_timeout_s
     try:
-        return await asyncio.wait_for(work, timeout)
+        async with asyncio.timeout(timeout):  # no extra task per request, unlike wait_for
+            return await work
     except TimeoutError:
         raise BridgeTimeout(
             f'model "{model}" did not answer within {timeout:g} s',
@@ -76,13 +78,27 @@ def _parse_json(body: bytes, model: type[B]) -> B:
         ) from None
 
 
-def _wants_arrow(request: Request, arrow_in: bool) -> bool:
-    return arrow_in or ARROW_STREAM in request.headers.get("accept", "")
+@dataclass(frozen=True)
+class BatchCall:
+    """What predict and explain need of an HTTP request: three headers and the body. Built from a
+    Starlette request by the routes, or from the raw ASGI scope by `sqlml.bridge.predict_lane`."""
+
+    authorization: str | None
+    content_type: str | None
+    accept: str
+    body: bytes
+
+    @classmethod
+    async def of(cls, request: Request) -> BatchCall:
+        headers = request.headers
+        return cls(headers.get("authorization"), headers.get("content-type"), headers.get("accept", ""),
+                   await request.body())  # fmt: skip
+
+    def wants_arrow(self, arrow_in: bool) -> bool:
+        return arrow_in or ARROW_STREAM in self.accept
 
 
-def _batch_response(
-    request: Request, model: LoadedModel, table: pa.Table, arrow: bool, shape: Shape | None
-) -> Response:
+def _batch_response(model: LoadedModel, table: pa.Table, arrow: bool, shape: Shape | None) -> Response:
     m = model.manifest
     headers = {"X-Sqlml-Model": m.name, "X-Sqlml-Version": str(m.version)}
     if arrow:
@@ -92,13 +108,10 @@ def _batch_response(
     )
 
 
-async def _read_batch(
-    request: Request, model: LoadedModel, json_model: type[B]
-) -> tuple[pa.Table, Shape | None, B | None]:
-    body = await request.body()
-    if is_arrow(request.headers.get("content-type")):
-        return read_ipc(body), None, None
-    payload = _parse_json(body, json_model)
+def _read_batch(call: BatchCall, model: LoadedModel, json_model: type[B]) -> tuple[pa.Table, Shape | None, B | None]:
+    if is_arrow(call.content_type):
+        return read_ipc(call.body), None, None
+    payload = _parse_json(call.body, json_model)
     types = {c.name: arrow_type(c.type) for c in model.manifest.signature.inputs}
     table, shape = json_to_table(getattr(payload, "columns", None), getattr(payload, "rows", None), types)
     return table, shape, payload
@@ -162,17 +175,22 @@ async def _loaded_model(state: BridgeState, ref: ModelRef) -> LoadedModel:
 async def predict(model: str, request: Request) -> Response:
     """Score a batch. JSON `{"columns": {...}}` or `{"rows": [...]}`, or an Arrow IPC stream
     (`Content-Type: application/vnd.apache.arrow.stream`), answered in the same format."""
+    return await answer_predict(bridge_state(request), model, await BatchCall.of(request))
+
+
+async def answer_predict(state: BridgeState, model: str, call: BatchCall) -> Response:
+    """The predict route's work, shared with the predict lane (which skips the framework's layers)."""
     ref = ModelRef.parse(model)
-    state = _authorize(request, predict_scope(ref.name))
+    state.auth.require(call.authorization, predict_scope(ref.name))
     started = time.perf_counter()
 
     async def work() -> Response:
         loaded = await _loaded_model(state, ref)
-        table, shape, _ = await _read_batch(request, loaded, schemas.PredictRequest)
+        table, shape, _ = _read_batch(call, loaded, schemas.PredictRequest)
         outputs = await state.batcher.predict(loaded, table)
         m = loaded.manifest
         state.metrics.request(m.name, m.version, "predict", table.num_rows, time.perf_counter() - started)
-        return _batch_response(request, loaded, outputs, _wants_arrow(request, shape is None), shape)
+        return _batch_response(loaded, outputs, call.wants_arrow(shape is None), shape)
 
     return await _within_timeout(state, ref.name, work())
 
@@ -193,15 +211,16 @@ async def explain(
     ref = ModelRef.parse(model)
     state = _authorize(request, predict_scope(ref.name))
     started = time.perf_counter()
+    call = await BatchCall.of(request)
 
     async def work() -> Response:
         loaded = await _loaded_model(state, ref)
-        table, shape, payload = await _read_batch(request, loaded, schemas.ExplainRequest)
+        table, shape, payload = _read_batch(call, loaded, schemas.ExplainRequest)
         k = top_k or (payload.top_k if payload is not None else 5)
         outputs = await _blocking(_explain, state, loaded, table, k)
         m = loaded.manifest
         state.metrics.request(m.name, m.version, "explain", table.num_rows, time.perf_counter() - started)
-        return _batch_response(request, loaded, outputs, _wants_arrow(request, shape is None), shape)
+        return _batch_response(loaded, outputs, call.wants_arrow(shape is None), shape)
 
     return await _within_timeout(state, ref.name, work())
 
@@ -235,7 +254,7 @@ async def forecast(model: str, body: schemas.ForecastRequest, request: Request) 
         table = await _blocking(_forecast, state, loaded, body)
         m = loaded.manifest
         state.metrics.request(m.name, m.version, "forecast", table.num_rows, time.perf_counter() - started)
-        return _batch_response(request, loaded, table, _wants_arrow(request, False), "rows")
+        return _batch_response(loaded, table, ARROW_STREAM in request.headers.get("accept", ""), "rows")
 
     return await _within_timeout(state, ref.name, work())
 
