@@ -1,4 +1,5 @@
-"""Small helpers every trainer shares: a temporary artifact folder, progress bars, data fingerprints.
+"""Small helpers the trainers share: a temporary artifact folder, progress bars (also as an XGBoost
+callback), data fingerprints.
 
 Trainers write their artifact into `artifact_dir()`, hand it to `Registry.publish` (which copies it
 into the store atomically) and let the folder disappear. `data_fingerprint` goes into a manifest's
@@ -12,6 +13,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from rich.progress import (
@@ -19,6 +21,7 @@ from rich.progress import (
     MofNCompleteColumn,
     Progress,
     SpinnerColumn,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -47,6 +50,18 @@ def progress_bar(enabled: bool = True) -> Progress:
         disable=not enabled,
         transient=False,
     )
+
+
+def xgboost_progress(bar: Progress, task: TaskID) -> Any:
+    """An XGBoost training callback that moves `task` of `bar` one step a boosting round."""
+    import xgboost as xgb  # here, so trainers without XGBoost do not import it
+
+    class Advance(xgb.callback.TrainingCallback):
+        def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
+            bar.advance(task)
+            return False
+
+    return Advance()
 
 
 def data_fingerprint(df: pd.DataFrame) -> str:

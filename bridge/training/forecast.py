@@ -33,7 +33,7 @@ from sqlml.bridge.runtimes.forecast import (
     ForecastMeta,
     horizon_features,
 )
-from sqlml.bridge.training.common import artifact_dir, data_fingerprint, progress_bar
+from sqlml.bridge.training.common import artifact_dir, data_fingerprint, progress_bar, xgboost_progress
 from sqlml.data.power import SERIES, SOURCE, load_power_hourly
 from sqlml.errors import TrainingError
 
@@ -106,14 +106,14 @@ def train_forecast(
             {**common, "objective": "reg:quantileerror", "quantile_alpha": grid},
             dtrain,
             num_boost_round=n_rounds,
-            callbacks=[_Advance(bar, task)],
+            callbacks=[xgboost_progress(bar, task)],
         )
         task = bar.add_task(f"training {name}: mean", total=n_rounds)
         mean_model = xgb.train(
             {**common, "objective": "reg:squarederror"},
             dtrain,
             num_boost_round=n_rounds,
-            callbacks=[_Advance(bar, task)],
+            callbacks=[xgboost_progress(bar, task)],
         )
 
     offsets = _conformal_offsets(quantile_model, validation, series, grid)
@@ -328,15 +328,3 @@ def _test_metrics(
         for key, value in values.items():
             metrics[f"{key}.{name}"] = value
     return metrics
-
-
-class _Advance(xgb.callback.TrainingCallback):
-    """Moves a rich progress bar one step a boosting round."""
-
-    def __init__(self, bar: Any, task: Any):
-        super().__init__()
-        self.bar, self.task = bar, task
-
-    def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
-        self.bar.advance(self.task)
-        return False

@@ -20,7 +20,7 @@ from sklearn.model_selection import train_test_split
 from sqlml.bridge.manifest import Column, Manifest, Signature
 from sqlml.bridge.registry import Registry
 from sqlml.bridge.runtimes.xgboost_model import MODEL_FILE
-from sqlml.bridge.training.common import artifact_dir, data_fingerprint, progress_bar
+from sqlml.bridge.training.common import artifact_dir, data_fingerprint, progress_bar, xgboost_progress
 from sqlml.data.leads import ID_COLUMN, SOURCE, TARGET_COLUMN, lead_features, load_leads
 from sqlml.errors import TrainingError
 
@@ -74,7 +74,7 @@ def train_leads(
     dtrain = xgb.DMatrix(x_train, label=y_train, feature_names=features)
     with progress_bar(progress) as bar:
         task = bar.add_task(f"training {name} ({n_rounds} trees)", total=n_rounds)
-        booster = xgb.train(booster_params, dtrain, num_boost_round=n_rounds, callbacks=[_Advance(bar, task)])
+        booster = xgb.train(booster_params, dtrain, num_boost_round=n_rounds, callbacks=[xgboost_progress(bar, task)])
 
     probabilities = booster.inplace_predict(x_test)
     metrics: dict[str, float] = {
@@ -121,15 +121,3 @@ def train_leads(
         booster.save_model(str(folder / MODEL_FILE))
         (folder / "feature_names.json").write_text(json.dumps(features))
         return registry.publish(manifest, folder, alias=alias)
-
-
-class _Advance(xgb.callback.TrainingCallback):
-    """Moves a rich progress bar one step a boosting round."""
-
-    def __init__(self, bar: Any, task: Any):
-        super().__init__()
-        self.bar, self.task = bar, task
-
-    def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
-        self.bar.advance(self.task)
-        return False

@@ -16,7 +16,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from sqlml.bridge.manifest import Manifest
 from sqlml.bridge.registry import Registry
-from sqlml.bridge.training.sentiment import ID2LABEL, packaged_encoder, sentiment_signature, train_sentiment
+from sqlml.bridge.training.sentiment import sentiment_signature, train_sentiment
+from tests.tiny_models import tiny_bert_classifier
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -36,26 +37,7 @@ def sqlml_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random 2-layer, 32-wide BERT classifier saved with the real MiniLM tokenizer."""
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
-
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    tokenizer = AutoTokenizer.from_pretrained(str(packaged_encoder()), local_files_only=True)
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=512,
-        num_labels=2,
-        id2label=ID2LABEL,
-        label2id={v: k for k, v in ID2LABEL.items()},
-    )
-    BertForSequenceClassification(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return tiny_bert_classifier(tmp_path_factory.mktemp("tiny-bert"))
 
 
 @pytest.fixture(scope="session")

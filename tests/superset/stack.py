@@ -25,6 +25,7 @@ from sqlml.bridge.registry import Registry
 from sqlml.commands.superset import dashboards_module
 from sqlml.data.leads import load_leads
 from sqlml.data.reviews import load_reviews
+from tests.tiny_models import tiny_bert_classifier
 
 REPO = Path(__file__).resolve().parents[2]
 SUPERSET_VENV = Path(os.environ.get("SQLML_SUPERSET_VENV", REPO / ".venv-superset"))
@@ -64,38 +65,13 @@ def build_demo_db(path: Path, power: pd.DataFrame) -> Path:
     return path
 
 
-def tiny_bert(folder: Path) -> Path:
-    """A random 2-layer, 32-wide BERT classifier saved with the packaged MiniLM tokenizer."""
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
-
-    from sqlml.bridge.training.sentiment import ID2LABEL, packaged_encoder
-
-    tokenizer = AutoTokenizer.from_pretrained(str(packaged_encoder()), local_files_only=True)
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=512,
-        num_labels=2,
-        id2label=ID2LABEL,
-        label2id={v: k for k, v in ID2LABEL.items()},
-    )
-    BertForSequenceClassification(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
 def publish_tiny_models(registry: Registry, work: Path, power: pd.DataFrame) -> None:
     from sqlml.bridge.training.forecast import train_forecast
     from sqlml.bridge.training.leads import train_leads
     from sqlml.bridge.training.sentiment import sentiment_signature
 
     # Thresholds around the untrained model's outputs make all three labels appear in the charts.
-    probabilities = _tiny_bert_probabilities(tiny_bert(work / "tiny-bert"))
+    probabilities = _tiny_bert_probabilities(tiny_bert_classifier(work / "tiny-bert"))
     low, high = np.quantile(probabilities, [0.3, 0.7])
     manifest = Manifest(
         name="sentiment",
