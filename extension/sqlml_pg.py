@@ -316,6 +316,19 @@ class Bridge:
             )
         return rows
 
+    def predict_array(self, model: str, rows_array_json: str) -> list[dict[str, Any] | None]:
+        """Score a JSON array of row objects given as text, sent as is; one output per row, in order
+        (the caller, which knows how many rows it sent, checks the count)."""
+        answer = self.call("POST", f"/v1/models/{_quote(model)}/predict", '{"rows":' + rows_array_json + "}")
+        rows = answer.get("rows") if isinstance(answer, dict) else None
+        if not isinstance(rows, list):
+            raise BridgeError(
+                "bad_response",
+                f'the bridge answered predict for "{model}" with a malformed body',
+                detail={"got": _shape(answer)},
+            )
+        return rows
+
     def predict_columns(self, model: str, columns: dict[str, list[Any]], count: int) -> dict[str, list[Any]]:
         answer = self.call("POST", f"/v1/models/{_quote(model)}/predict", {"columns": columns})
         out = answer.get("columns") if isinstance(answer, dict) else None
@@ -588,9 +601,14 @@ def predict_rows_json(plpy: Any, model: str, rows_json: str) -> str:
     warnings = _Warnings(plpy)
     try:
         check_model(model)
-        rows = json.loads(rows_json)
-        texts = [json.dumps(row, separators=(",", ":")) for row in rows]
-        outputs = score_rows(bridge, model, texts, warnings)
+        try:  # the array goes to the bridge as it came, unparsed: the common case costs no JSON work here
+            outputs = bridge.predict_array(model, rows_json)
+        except BridgeError:
+            if bridge.settings.on_error != "null":
+                raise
+            # 'null' mode: one text per row, so that score_rows can halve the batch down to the bad rows
+            texts = [json.dumps(row, separators=(",", ":")) for row in json.loads(rows_json)]
+            outputs = score_rows(bridge, model, texts, warnings)
     except BridgeError as error:
         raise_sql(plpy, error)
         raise
@@ -667,6 +685,9 @@ def predict_query(plpy: Any, model: str, query: str, key: str) -> Iterator[tuple
             error.message, error.hint = f'the query has no column "{key}" (the key)', "key names a column of the query"
         raise_sql(plpy, error)
         raise
+    except BridgeError as error:
+        raise_sql(plpy, error)
+        raise
     return _stream_query(plpy, cursor, score, model, settings.batch_size, first)
 
 
@@ -682,6 +703,8 @@ def _stream_query(
             chunk = _score_query_chunk(plpy, cursor, score, model, batch_size)
         except plpy.SPIError as exc:
             raise_sql(plpy, from_spi_error(exc))
+        except BridgeError as error:
+            raise_sql(plpy, error)
 
 
 def _score_query_chunk(
@@ -692,6 +715,12 @@ def _score_query_chunk(
         return []
     payload = "[" + ",".join(row["sqlml_features"] for row in rows) + "]"
     results = json.loads(plpy.execute(score, [model, payload])[0]["results"])
+    if len(results) != len(rows):
+        raise BridgeError(
+            "bad_response",
+            f'the bridge answered predict for "{model}" with {len(results)} rows for {len(rows)}',
+            detail={"expected_rows": len(rows), "got": len(results)},
+        )
     return [(row["sqlml_key"], result) for row, result in zip(rows, results, strict=True)]
 
 

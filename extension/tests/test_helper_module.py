@@ -104,6 +104,22 @@ def test_null_mode_isolates_the_bad_rows(helper: ModuleType, bridge: Any) -> Non
     assert len(bridge[1].requests) < 16
 
 
+def test_predict_rows_sends_the_array_as_is_and_bisects_only_in_null_mode(helper: ModuleType, bridge: Any) -> None:
+    rows = [{"a": i, "b": 0} for i in range(8)]
+    raising = FakePlpy({"bridge_url": bridge[0]})
+    out = json.loads(helper.predict_rows_json(raising, "lead", json.dumps(rows)))
+    assert [json.loads(o)["probability"] for o in out] == pytest.approx([i * 0.1 for i in range(8)])
+    assert [body["rows"] for _, path, body in bridge[1].requests if path.endswith("/predict")] == [rows]
+
+    rows[3]["a"] = "three"
+    with pytest.raises(PlpyError, match="must be a number"):
+        helper.predict_rows_json(raising, "lead", json.dumps(rows))
+    nulling = FakePlpy({"bridge_url": bridge[0], "on_error": "null"})
+    out = json.loads(helper.predict_rows_json(nulling, "lead", json.dumps(rows)))
+    assert out[3] is None and json.loads(out[4])["probability"] == pytest.approx(0.4)
+    assert any(m[0] == "warning" and "1 row set to NULL" in m[1] for m in nulling.messages)
+
+
 def test_non_object_element_in_batch(helper: ModuleType, plpy: FakePlpy) -> None:
     with pytest.raises(PlpyError, match="element 2 of the rows array is not a JSON object"):
         list(helper.predict_batch(plpy, "lead", ['{"a": 1, "b": 1}', "[1]"]))
