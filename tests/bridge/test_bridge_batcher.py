@@ -107,3 +107,17 @@ def test_max_wait_counts_from_arrival_so_a_request_queued_behind_a_batch_runs_ne
     responses = asyncio.run(staggered())
     assert [r.json()["rows"][0]["total"] for r in responses] == [2.0, 3.0, 4.0]
     assert _calls("queued") == [1, 1, 1]
+
+
+def test_a_full_queue_answers_503_and_the_queued_requests_still_succeed(
+    registry: Registry, make_app: Callable[..., FastAPI]
+) -> None:
+    """One runtime call at a time per version (batches of 1 here), at most 2 requests waiting."""
+    fakes.publish(registry, "narrow", params={"sleep_s": 0.5}, batching=Batching(max_batch_size=1, max_wait_ms=0))
+    responses = asyncio.run(_concurrent(make_app(auth=False, max_pending_per_model=2), "narrow", [1.0] * 8))
+    statuses = [r.status_code for r in responses]
+    assert set(statuses) == {200, 503}, statuses
+    refused = [r.json()["error"] for r in responses if r.status_code == 503]
+    assert all(e["code"] == "unavailable" and "overloaded" in e["message"] for e in refused)
+    assert 1 <= statuses.count(200) <= 3  # the one running and at most 2 queued
+    assert max(_calls("narrow")) == 1
