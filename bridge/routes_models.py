@@ -90,9 +90,8 @@ class BatchCall:
 
     @classmethod
     async def of(cls, request: Request) -> BatchCall:
-        headers = request.headers
-        return cls(headers.get("authorization"), headers.get("content-type"), headers.get("accept", ""),
-                   await request.body())  # fmt: skip
+        headers, body = request.headers, await request.body()
+        return cls(headers.get("authorization"), headers.get("content-type"), headers.get("accept", ""), body)
 
     def wants_arrow(self, arrow_in: bool) -> bool:
         return arrow_in or ARROW_STREAM in self.accept

@@ -478,13 +478,21 @@ def score_rows(bridge: Bridge, model: str, rows_json: Sequence[str], warnings: _
     except BridgeError as error:
         if bridge.settings.on_error != "null":
             raise
-        if error.code in ROW_LEVEL_CODES and len(rows_json) > 1:
-            middle = len(rows_json) // 2
-            return score_rows(bridge, model, rows_json[:middle], warnings) + score_rows(
-                bridge, model, rows_json[middle:], warnings
-            )
-        warnings.warn(error, len(rows_json))
-        return [None] * len(rows_json)
+        return _after_failure(bridge, model, rows_json, error, warnings)
+
+
+def _after_failure(
+    bridge: Bridge, model: str, rows_json: Sequence[str], error: BridgeError, warnings: _Warnings
+) -> list[Any]:
+    """'null' mode, once `rows_json` failed as a whole with `error`: a row-level error halves the
+    batch to find the bad rows; any other (or a single row) sets them all to None with a warning."""
+    if error.code in ROW_LEVEL_CODES and len(rows_json) > 1:
+        middle = len(rows_json) // 2
+        return score_rows(bridge, model, rows_json[:middle], warnings) + score_rows(
+            bridge, model, rows_json[middle:], warnings
+        )
+    warnings.warn(error, len(rows_json))
+    return [None] * len(rows_json)
 
 
 def _result_json(row: Any) -> str | None:
@@ -603,12 +611,12 @@ def predict_rows_json(plpy: Any, model: str, rows_json: str) -> str:
         check_model(model)
         try:  # the array goes to the bridge as it came, unparsed: the common case costs no JSON work here
             outputs = bridge.predict_array(model, rows_json)
-        except BridgeError:
+        except BridgeError as error:
             if bridge.settings.on_error != "null":
                 raise
-            # 'null' mode: one text per row, so that score_rows can halve the batch down to the bad rows
+            # one text per row, so that the failed batch can be halved down to the bad rows
             texts = [json.dumps(row, separators=(",", ":")) for row in json.loads(rows_json)]
-            outputs = score_rows(bridge, model, texts, warnings)
+            outputs = _after_failure(bridge, model, texts, error, warnings)
     except BridgeError as error:
         raise_sql(plpy, error)
         raise

@@ -5,11 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def tiny_bert_classifier(folder: Path) -> Path:
-    """A random 2-layer, 32-wide BERT classifier (labels as the sentiment trainer's) saved into
-    `folder` with the packaged MiniLM tokenizer."""
+def random_bert(
+    folder: Path,
+    *,
+    layers: int = 2,
+    hidden: int = 32,
+    heads: int = 2,
+    intermediate: int = 64,
+    max_positions: int = 512,
+    classifier: bool = True,
+) -> Path:
+    """A random BERT saved into `folder` with the packaged MiniLM tokenizer: a two-class classifier
+    labelled as the sentiment trainer's, or (`classifier=False`) a bare encoder to fine-tune."""
     import torch
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, BertModel
 
     from sqlml.bridge.training.sentiment import ID2LABEL, packaged_encoder
 
@@ -17,15 +26,17 @@ def tiny_bert_classifier(folder: Path) -> Path:
     torch.manual_seed(0)
     config = BertConfig(
         vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=512,
-        num_labels=2,
-        id2label=ID2LABEL,
-        label2id={v: k for k, v in ID2LABEL.items()},
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=intermediate,
+        max_position_embeddings=max_positions,
     )
-    BertForSequenceClassification(config).save_pretrained(folder)
+    if classifier:
+        config.num_labels = 2
+        config.id2label, config.label2id = ID2LABEL, {v: k for k, v in ID2LABEL.items()}
+        BertForSequenceClassification(config).save_pretrained(folder)
+    else:
+        BertModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder

@@ -95,6 +95,9 @@ class LocalLauncher:
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether a process answers signal 0. Unlike dashboards/provision.py's check this never reaps a
+    zombie with waitpid: the launcher's workers are its Popen children, and reaping one here would
+    take its exit status from Popen.poll."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

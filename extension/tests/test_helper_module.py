@@ -115,7 +115,10 @@ def test_predict_rows_sends_the_array_as_is_and_bisects_only_in_null_mode(helper
     with pytest.raises(PlpyError, match="must be a number"):
         helper.predict_rows_json(raising, "lead", json.dumps(rows))
     nulling = FakePlpy({"bridge_url": bridge[0], "on_error": "null"})
+    sent_before = len(bridge[1].requests)
     out = json.loads(helper.predict_rows_json(nulling, "lead", json.dumps(rows)))
+    sizes = [len(body["rows"]) for _, path, body in bridge[1].requests[sent_before:] if path.endswith("/predict")]
+    assert sizes[:2] == [8, 4] and sizes.count(8) == 1  # halved at once, never sent whole a second time
     assert out[3] is None and json.loads(out[4])["probability"] == pytest.approx(0.4)
     assert any(m[0] == "warning" and "1 row set to NULL" in m[1] for m in nulling.messages)
 

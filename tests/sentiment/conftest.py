@@ -17,7 +17,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from sqlml.bridge.manifest import Manifest
 from sqlml.bridge.registry import Registry
 from sqlml.bridge.training.sentiment import sentiment_signature, train_sentiment
-from tests.tiny_models import tiny_bert_classifier
+from tests.tiny_models import random_bert
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -37,7 +37,7 @@ def sqlml_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random 2-layer, 32-wide BERT classifier saved with the real MiniLM tokenizer."""
-    return tiny_bert_classifier(tmp_path_factory.mktemp("tiny-bert"))
+    return random_bert(tmp_path_factory.mktemp("tiny-bert"))
 
 
 @pytest.fixture(scope="session")

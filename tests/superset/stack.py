@@ -25,7 +25,7 @@ from sqlml.bridge.registry import Registry
 from sqlml.commands.superset import dashboards_module
 from sqlml.data.leads import load_leads
 from sqlml.data.reviews import load_reviews
-from tests.tiny_models import tiny_bert_classifier
+from tests.tiny_models import random_bert
 
 REPO = Path(__file__).resolve().parents[2]
 SUPERSET_VENV = Path(os.environ.get("SQLML_SUPERSET_VENV", REPO / ".venv-superset"))
@@ -71,7 +71,7 @@ def publish_tiny_models(registry: Registry, work: Path, power: pd.DataFrame) -> 
     from sqlml.bridge.training.sentiment import sentiment_signature
 
     # Thresholds around the untrained model's outputs make all three labels appear in the charts.
-    probabilities = _tiny_bert_probabilities(tiny_bert_classifier(work / "tiny-bert"))
+    probabilities = _tiny_bert_probabilities(random_bert(work / "tiny-bert"))
     low, high = np.quantile(probabilities, [0.3, 0.7])
     manifest = Manifest(
         name="sentiment",

@@ -23,6 +23,7 @@ from sqlml.bridge.jobs.runner import JobManager
 from sqlml.bridge.jobs.store import JobStore
 from sqlml.bridge.registry import Registry
 from sqlml.bridge.settings import BridgeSettings
+from tests.tiny_models import random_bert
 
 from .sql_jobs import BRIDGE_TOKEN
 
@@ -149,24 +150,8 @@ def bridge_url(registry: Registry, tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random 1-layer BERT with the packaged MiniLM tokenizer (no hub, trains in seconds)."""
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    from sqlml.bridge.training.sentiment import packaged_encoder
-
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    tokenizer = AutoTokenizer.from_pretrained(str(packaged_encoder()), local_files_only=True)
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
-    BertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    """A random 1-layer encoder with the packaged MiniLM tokenizer (no hub, trains in seconds)."""
+    return random_bert(tmp_path_factory.mktemp("tiny-bert"), layers=1, max_positions=128, classifier=False)
 
 
 @pytest.fixture(autouse=True)

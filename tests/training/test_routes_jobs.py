@@ -18,14 +18,18 @@ TRAIN = {"Authorization": "Bearer train-token"}
 
 
 @pytest.fixture
-def client(registry: Registry, tmp_path: Path) -> Iterator[TestClient]:
-    settings = BridgeSettings.model_validate(
+def settings(registry: Registry, tmp_path: Path) -> BridgeSettings:
+    return BridgeSettings.model_validate(
         {
             "store": registry.url,
             "tokens": {"train-token": ["train"], "predict-token": ["predict:*"]},
             "jobs_db": str(tmp_path / "jobs.sqlite"),
         }
     )
+
+
+@pytest.fixture
+def client(settings: BridgeSettings) -> Iterator[TestClient]:
     app = create_app(settings)
     manager = app.state.jobs
     with TestClient(app) as test_client:
@@ -46,7 +50,9 @@ def spec(duckdb_leads: Path, **overrides: Any) -> dict[str, Any]:
     return body
 
 
-def test_submit_describe_logs_and_list(client: TestClient, registry: Registry, duckdb_leads: Path) -> None:
+def test_submit_describe_logs_and_list(
+    client: TestClient, settings: BridgeSettings, registry: Registry, duckdb_leads: Path
+) -> None:
     answer = client.post("/v1/jobs", json=spec(duckdb_leads), headers=TRAIN)
     assert answer.status_code == 202, answer.text
     job_id = answer.json()["id"]
@@ -69,6 +75,11 @@ def test_submit_describe_logs_and_list(client: TestClient, registry: Registry, d
     assert [j["id"] for j in listing["jobs"]] == [job_id]
     again = client.post(f"/v1/jobs/{job_id}/cancel", headers=TRAIN).json()
     assert again["state"] == "succeeded"  # a finished job is left as it is
+
+    with TestClient(create_app(settings)) as restarted:  # a new bridge on the same job store
+        kept = restarted.get(f"/v1/jobs/{job_id}", headers=TRAIN).json()
+        assert (kept["state"], kept["version"], kept["metrics"]) == ("succeeded", 1, job["metrics"])
+        assert [j["id"] for j in restarted.get("/v1/jobs", headers=TRAIN).json()["jobs"]] == [job_id]
 
 
 def test_routes_need_the_train_scope(client: TestClient, duckdb_leads: Path) -> None:
