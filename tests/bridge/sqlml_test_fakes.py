@@ -21,6 +21,8 @@ from sqlml.bridge.runtimes import register_runtime
 from sqlml.bridge.runtimes.base import Runtime
 
 CALLS: list[tuple[str, int]] = []  # (model, rows) of every predict call in this process
+MOST_AT_ONCE: dict[str, int] = {}  # model -> the most predict calls that ever ran at the same time
+_running: dict[str, int] = {}
 _calls_lock = threading.Lock()
 
 
@@ -31,8 +33,18 @@ class SumRuntime(Runtime):
         self.loaded_at = time.time()
 
     def predict(self, batch: pa.Table) -> pa.Table:
+        name = self.manifest.name
         with _calls_lock:
-            CALLS.append((self.manifest.name, batch.num_rows))
+            CALLS.append((name, batch.num_rows))
+            _running[name] = _running.get(name, 0) + 1
+            MOST_AT_ONCE[name] = max(MOST_AT_ONCE.get(name, 0), _running[name])
+        try:
+            return self._predict(batch)
+        finally:
+            with _calls_lock:
+                _running[name] -= 1
+
+    def _predict(self, batch: pa.Table) -> pa.Table:
         if self.manifest.params.get("fail_on_negative") and (pc.min(batch.column("a")).as_py() or 0) < 0:
             raise ValueError("negative input")
         delay = float(self.manifest.params.get("sleep_s", 0.0))

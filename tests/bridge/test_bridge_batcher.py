@@ -32,6 +32,7 @@ def _calls(model: str) -> list[int]:
 @pytest.fixture(autouse=True)
 def _clear_calls() -> None:
     fakes.CALLS.clear()
+    fakes.MOST_AT_ONCE.clear()
 
 
 def test_concurrent_single_rows_are_coalesced_in_order(make_app: Callable[..., FastAPI]) -> None:
@@ -54,10 +55,21 @@ def test_max_batch_size_caps_a_batch(registry: Registry, make_app: Callable[...,
     assert max(_calls("capped")) <= 4
 
 
-def test_batching_off_calls_once_per_request(make_app: Callable[..., FastAPI]) -> None:
-    responses = asyncio.run(_concurrent(make_app(auth=False, batching=False), "slow", [1.0] * 6))
-    assert all(r.status_code == 200 for r in responses)
+def test_batching_off_calls_once_per_request_one_call_at_a_time(make_app: Callable[..., FastAPI]) -> None:
+    """Off, requests are not coalesced, but the per-version concurrency limit still holds: the
+    fake runtime sleeps in every call, so overlapping calls would show in MOST_AT_ONCE."""
+    values = [float(i) for i in range(6)]
+    responses = asyncio.run(_concurrent(make_app(auth=False, batching=False), "slow", values))
+    assert [r.json()["rows"][0]["total"] for r in responses] == [v + 1 for v in values]
     assert _calls("slow") == [1] * 6
+    assert fakes.MOST_AT_ONCE["slow"] == 1
+
+
+def test_batched_calls_to_one_version_never_overlap(make_app: Callable[..., FastAPI]) -> None:
+    responses = asyncio.run(_concurrent(make_app(auth=False, max_batch_size=4), "slow", [1.0] * 24))
+    assert all(r.status_code == 200 for r in responses)
+    assert len(_calls("slow")) >= 6
+    assert fakes.MOST_AT_ONCE["slow"] == 1
 
 
 def test_one_failing_request_does_not_fail_its_batch(registry: Registry, make_app: Callable[..., FastAPI]) -> None:
@@ -109,12 +121,15 @@ def test_max_wait_counts_from_arrival_so_a_request_queued_behind_a_batch_runs_ne
     assert _calls("queued") == [1, 1, 1]
 
 
+@pytest.mark.parametrize("batching", [True, False], ids=["batching-on", "batching-off"])
 def test_a_full_queue_answers_503_and_the_queued_requests_still_succeed(
-    registry: Registry, make_app: Callable[..., FastAPI]
+    registry: Registry, make_app: Callable[..., FastAPI], batching: bool
 ) -> None:
-    """One runtime call at a time per version (batches of 1 here), at most 2 requests waiting."""
+    """One runtime call at a time per version (batches of 1 here), at most 2 requests waiting,
+    whether batching is on or off: off, requests queue the same way rather than pile up in threads."""
     fakes.publish(registry, "narrow", params={"sleep_s": 0.5}, batching=Batching(max_batch_size=1, max_wait_ms=0))
-    responses = asyncio.run(_concurrent(make_app(auth=False, max_pending_per_model=2), "narrow", [1.0] * 8))
+    app = make_app(auth=False, max_pending_per_model=2, batching=batching)
+    responses = asyncio.run(_concurrent(app, "narrow", [1.0] * 8))
     statuses = [r.status_code for r in responses]
     assert set(statuses) == {200, 503}, statuses
     refused = [r.json()["error"] for r in responses if r.status_code == 503]

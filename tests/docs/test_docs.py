@@ -86,3 +86,16 @@ def test_every_duckdb_function_is_documented() -> None:
 @pytest.mark.parametrize("doc", ["README.md", "docs/http-api.md"])
 def test_docs_exist_and_are_not_empty(doc: str) -> None:
     assert len(read(doc)) > 200
+
+
+def test_every_runtime_param_is_documented() -> None:
+    """Each `params.get("...")` a runtime reads from its manifest has a row in docs/http-api.md."""
+    docs = read("docs/http-api.md")
+    read_params = {
+        name
+        for source in (ROOT / "bridge" / "runtimes").glob("*.py")
+        for name in re.findall(r'params\.get\("([a-z_]+)"', source.read_text())
+    }
+    assert read_params >= {"precision", "max_length"}
+    missing = sorted(name for name in read_params if f"| `{name}` |" not in docs)
+    assert not missing, f"docs/http-api.md does not document the runtime params: {missing}"

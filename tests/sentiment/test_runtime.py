@@ -14,6 +14,8 @@ from sqlml.bridge.manifest import Manifest
 from sqlml.bridge.registry import Registry
 from sqlml.bridge.runtimes import runtime_class
 from sqlml.bridge.runtimes.sentiment import LABELS, SentimentRuntime, score_texts
+from sqlml.bridge.training.sentiment import sentiment_signature
+from sqlml.errors import ModelLoadError
 
 TEXTS = [
     "Absolutely delicious, best coffee I have ever had",
@@ -112,3 +114,56 @@ def test_unload_releases_the_model(registry: Registry, tiny_base: Path, fixed_th
     loaded.load()
     loaded.unload()
     assert loaded.model is None and loaded.tokenizer is None
+
+
+def test_bfloat16_precision_stays_close_to_float32(registry: Registry, fixed_thresholds: Manifest) -> None:
+    path = registry.local_path(fixed_thresholds.name, fixed_thresholds.version)
+    params = {**fixed_thresholds.params, "precision": "bfloat16"}
+    half = SentimentRuntime(fixed_thresholds.model_copy(update={"params": params}), path)
+    full = SentimentRuntime(fixed_thresholds, path)
+    half.load()
+    full.load()
+    texts = [text * (i + 1) for i, text in enumerate(TEXTS)]
+    p_half = score_texts(half.model, half.tokenizer, texts, precision=half.precision)
+    p_full = score_texts(full.model, full.tokenizer, texts, precision=full.precision)
+    assert (half.precision, full.precision) == ("bfloat16", "float32")
+    assert p_half == pytest.approx(p_full, abs=2e-2)
+    assert list(p_half) != list(p_full)  # bfloat16 really ran: its rounding shows in the last digits
+    rows = predict(half, list(TEXTS))
+    assert [row["label"] in LABELS for row in rows] == [True] * len(TEXTS)
+
+
+def test_an_unknown_precision_fails_to_load_with_the_choices(registry: Registry, tiny_base: Path) -> None:
+    manifest = Manifest(
+        name="sentiment_fp8",
+        runtime="sentiment",
+        task="sentiment",
+        signature=sentiment_signature(),
+        params={"precision": "fp8"},
+    )
+    registry.publish(manifest, tiny_base)
+    with pytest.raises(ModelLoadError, match=r"params.precision must be one of float32, bfloat16, not 'fp8'"):
+        ModelHost(registry).get("sentiment_fp8")
+
+
+def test_device_auto_follows_what_torch_sees_and_a_missing_gpu_is_a_clear_load_error(
+    registry: Registry, fixed_thresholds: Manifest
+) -> None:
+    import torch
+
+    path = registry.local_path(fixed_thresholds.name, fixed_thresholds.version)
+
+    def with_device(device: str) -> SentimentRuntime:
+        params = {**fixed_thresholds.params, "device": device}
+        return SentimentRuntime(fixed_thresholds.model_copy(update={"params": params}), path)
+
+    auto = with_device("auto")
+    auto.load()
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert auto.device == expected and next(auto.model.parameters()).device.type == expected
+    assert predict(auto, ["lovely tea"])[0]["label"] in LABELS
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match=r"params\.device is 'cuda' but PyTorch sees no CUDA GPU here"):
+            with_device("cuda").load()
+    with pytest.raises(ValueError, match=r"params\.device must be auto, cpu, cuda or cuda:N, not 'tpu'"):
+        with_device("tpu").load()

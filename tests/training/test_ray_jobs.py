@@ -23,6 +23,7 @@ from sqlml.bridge.jobs.runner import JobManager, execute
 from sqlml.bridge.jobs.spec import parse_spec
 from sqlml.bridge.jobs.store import JobStore
 from sqlml.bridge.registry import Registry
+from sqlml.errors import TrainingError
 
 from .sql_jobs import poll_job, sql_session
 
@@ -143,6 +144,7 @@ def test_sentiment_ddp_fine_tune_with_two_gloo_workers(
             "learning_rate": 1e-3,
             "max_length": 16,
             "freeze_embeddings": False,
+            "serve_precision": "bfloat16",
         },
         "backend": "ray",
         "resources": {"workers": 2},
@@ -156,9 +158,25 @@ def test_sentiment_ddp_fine_tune_with_two_gloo_workers(
         "negative_below",
         "positive_above",
     }
+    assert manifest.params["precision"] == "bfloat16"
     labels = ModelHost(registry).predict("tiny_sentiment", pa.table({"text": ["great love tea", None]}))
     assert labels.column("label").to_pylist()[0] in ("positive", "negative", "neutral")
     assert labels.column("label").to_pylist()[1] is None
+
+
+def test_an_unknown_serve_precision_fails_the_job_before_training(
+    job_store: JobStore, registry: Registry, tiny_bert: Path, tmp_path: Path
+) -> None:
+    spec = {
+        "model": "fp8_sentiment",
+        "task": "sentiment",
+        "source": {"duckdb": str(reviews_db(tmp_path)), "query": "SELECT body, great FROM reviews"},
+        "target": "great",
+        "params": {"base_model": str(tiny_bert), "serve_precision": "fp8"},
+    }
+    with pytest.raises(TrainingError, match=r"params\.serve_precision must be one of float32, bfloat16, not 'fp8'"):
+        run_in_process(job_store, registry, spec)
+    assert "fp8_sentiment" not in registry.names()
 
 
 def power_db(folder: Path, hours: int = 1600) -> Path:
