@@ -19,7 +19,6 @@ from sqlml.bridge.manifest import Batching, Column, Manifest, Signature
 from sqlml.bridge.registry import Registry
 
 ROOT = Path(__file__).resolve().parent.parent
-SQLML = Path(sys.executable).with_name("sqlml")
 
 
 def free_port() -> int:
@@ -36,8 +35,9 @@ class Bridge:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         command = [
-            str(SQLML),
-            "serve",
+            sys.executable,
+            "-m",
+            "sqlml.commands.serve",  # `sqlml serve` without needing the console script
             "--no-auth",
             "--port",
             str(self.port),

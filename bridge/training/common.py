@@ -13,9 +13,8 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -26,6 +25,9 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @contextmanager
@@ -66,6 +68,8 @@ def xgboost_progress(bar: Progress, task: TaskID) -> Any:
 
 def data_fingerprint(df: pd.DataFrame) -> str:
     """sha256 over the column names, dtypes and row values (order matters), as hex."""
+    import pandas as pd  # here: the bridge imports this module to serve, and serving needs no pandas
+
     digest = hashlib.sha256()
     digest.update(repr([(str(c), str(t)) for c, t in df.dtypes.items()]).encode())
     row_hashes = pd.util.hash_pandas_object(df, index=False).to_numpy()

@@ -49,3 +49,13 @@ def serve(
         access_log=False,  # per-request logging costs more than a fast predict; use /metrics
         timeout_graceful_shutdown=10,
     )
+
+
+def main() -> None:
+    """`python -m sqlml.commands.serve`: the same command without the console script or the other
+    commands' dependencies (a GPU machine with a bare Python runs the bridge this way)."""
+    typer.run(serve)
+
+
+if __name__ == "__main__":
+    main()
