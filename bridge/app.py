@@ -27,6 +27,7 @@ from sqlml.bridge.auth import TokenAuth
 from sqlml.bridge.batcher import DynamicBatcher
 from sqlml.bridge.host import ModelHost
 from sqlml.bridge.metrics import BridgeMetrics
+from sqlml.bridge.model_turns import ModelTurns
 from sqlml.bridge.registry import Registry
 from sqlml.bridge.settings import BridgeSettings
 from sqlml.errors import PayloadTooLarge, SqlmlError, Unavailable
@@ -48,6 +49,7 @@ class BridgeState:
     host: ModelHost
     metrics: BridgeMetrics
     batcher: DynamicBatcher
+    turns: ModelTurns  # explain and forecast: one call at a time per version, queued on the loop
     auth: TokenAuth
 
 
@@ -77,6 +79,7 @@ def create_app(settings: BridgeSettings | None = None) -> FastAPI:
             max_wait_ms=settings.max_wait_ms,
             max_pending=settings.max_pending_per_model,
         ),
+        turns=ModelTurns(settings.max_pending_per_model),
         auth=TokenAuth(settings.tokens, enabled=settings.auth),
     )
 

@@ -216,7 +216,7 @@ async def explain(
         loaded = await _loaded_model(state, ref)
         table, shape, payload = _read_batch(call, loaded, schemas.ExplainRequest)
         k = top_k or (payload.top_k if payload is not None else 5)
-        outputs = await _blocking(_explain, state, loaded, table, k)
+        outputs = await state.turns.run(loaded, _explain, state, loaded, table, k)
         m = loaded.manifest
         state.metrics.request(m.name, m.version, "explain", table.num_rows, time.perf_counter() - started)
         return _batch_response(loaded, outputs, call.wants_arrow(shape is None), shape)
@@ -250,7 +250,7 @@ async def forecast(model: str, body: schemas.ForecastRequest, request: Request) 
 
     async def work() -> Response:
         loaded = await _loaded_model(state, ref)
-        table = await _blocking(_forecast, state, loaded, body)
+        table = await state.turns.run(loaded, _forecast, state, loaded, body)
         m = loaded.manifest
         state.metrics.request(m.name, m.version, "forecast", table.num_rows, time.perf_counter() - started)
         return _batch_response(loaded, table, ARROW_STREAM in request.headers.get("accept", ""), "rows")

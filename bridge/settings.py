@@ -63,7 +63,11 @@ class BridgeSettings(BaseModel):
     max_wait_ms: float | None = Field(default=None, ge=0, description="overrides every manifest's value")
     request_timeout_s: float = Field(default=30.0, gt=0)
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
-    max_pending_per_model: int = Field(default=4096, ge=1, description="queued requests before 503")
+    max_pending_per_model: int = Field(
+        default=4096,
+        ge=1,
+        description="requests waiting per model version (predict, and explain / forecast) before 503",
+    )
     plugins: list[str] = Field(default_factory=list)
     jobs_db: str | None = Field(default=None, description="training job store (SQLite); default $SQLML_HOME/jobs")
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +35,19 @@ class SumRuntime(Runtime):
         self.loaded_at = time.time()
 
     def predict(self, batch: pa.Table) -> pa.Table:
+        with self._counted(batch):
+            return self._predict(batch)
+
+    @contextmanager
+    def _counted(self, batch: pa.Table) -> Iterator[None]:
+        """Record the call in CALLS and how many calls of this model ran at once (MOST_AT_ONCE)."""
         name = self.manifest.name
         with _calls_lock:
             CALLS.append((name, batch.num_rows))
             _running[name] = _running.get(name, 0) + 1
             MOST_AT_ONCE[name] = max(MOST_AT_ONCE.get(name, 0), _running[name])
         try:
-            return self._predict(batch)
+            yield
         finally:
             with _calls_lock:
                 _running[name] -= 1
@@ -55,6 +63,11 @@ class SumRuntime(Runtime):
         return pa.table({"total": pc.add(total, offset)})
 
     def explain(self, batch: pa.Table, top_k: int) -> pa.Table:
+        with self._counted(batch):
+            time.sleep(float(self.manifest.params.get("explain_sleep_s", 0.0)))
+            return self._explain(batch, top_k)
+
+    def _explain(self, batch: pa.Table, top_k: int) -> pa.Table:
         rows = []
         for a, b in zip(batch.column("a").to_pylist(), batch.column("b").to_pylist(), strict=True):
             items = sorted([("a", a, a), ("b", b, b)], key=lambda t: -abs(t[2]))[:top_k]
