@@ -39,6 +39,7 @@ DEFAULT_MAX_LENGTH = 256
 DEFAULT_SUB_BATCH = 64
 DEFAULT_THRESHOLDS = {"negative_below": 0.35, "positive_above": 0.65}
 PRECISIONS = ("float32", "bfloat16")
+LABELS = ("positive", "negative", "neutral")
 
 
 def pick_device(wanted: str) -> str:
@@ -58,9 +59,6 @@ def pick_device(wanted: str) -> str:
             raise ValueError(f"params.device is {wanted!r} but PyTorch sees {torch.cuda.device_count()} GPU(s)")
         return wanted
     raise ValueError(f"params.device must be auto, cpu, cuda or cuda:N, not {wanted!r}")
-
-
-LABELS = ("positive", "negative", "neutral")
 
 
 def label_for(p_great: float, negative_below: float, positive_above: float) -> tuple[str, float]:
@@ -137,6 +135,8 @@ class SentimentRuntime(Runtime):
 
     model: Any = None
     tokenizer: Any = None
+    device: str = "cpu"
+    precision: str = "float32"
 
     def load(self) -> None:
         self.precision = str(self.manifest.params.get("precision", "float32"))
@@ -179,7 +179,7 @@ class SentimentRuntime(Runtime):
     def unload(self) -> None:
         self.model = None
         self.tokenizer = None
-        if getattr(self, "device", "cpu").startswith("cuda"):
+        if self.device.startswith("cuda"):
             import torch
 
             torch.cuda.empty_cache()  # hand the evicted weights' GPU memory back
