@@ -225,7 +225,10 @@ class ModelHost:
 
     @contextmanager
     def _using(self, model: LoadedModel) -> Iterator[None]:
-        # Runtimes are not assumed thread-safe; the bridge's batcher keeps one call per model busy.
+        # Runtimes are not assumed thread-safe unless they say so (Runtime.thread_safe).
+        if model.runtime.thread_safe:
+            yield
+            return
         with model.lock:
             yield
 

@@ -23,6 +23,10 @@ class Runtime(ABC):
 
     #: the `runtime` value in manifests that selects this class
     name: ClassVar[str]
+    #: True when one loaded instance may serve concurrent calls. The host then lets them run side
+    #: by side (embedded DuckDB calls a UDF from each of its threads); otherwise it runs one call
+    #: at a time per instance. The bridge's batcher runs one call per version either way.
+    thread_safe: ClassVar[bool] = False
 
     def __init__(self, manifest: Manifest, path: Path):
         self.manifest = manifest

@@ -3,10 +3,18 @@
 The artifact is one XGBoost JSON model file, `model.json`. The feature matrix is built straight
 from the Arrow columns in signature order (one vectorised copy a column, no per-row Python), so
 scoring through sqlml stays close to a raw `Booster.inplace_predict` on the same array.
+
+The booster runs each call on one thread and is never changed after load; XGBoost's predict
+calls are thread-safe, so the runtime is too (`thread_safe`): embedded DuckDB scores its
+2,048-row vectors on all of its threads at once. A batch of `MULTITHREAD_ROWS` rows or more is
+cut into one slice per core, scored side by side on a shared thread pool.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -18,8 +26,12 @@ from sqlml.errors import InvalidInput, ModelLoadError
 
 MODEL_FILE = "model.json"
 _SMALL_BATCH_ROWS = 8192
-_MULTITHREAD_ROWS = 16_384
+MULTITHREAD_ROWS = 16_384
 _BOOSTER_OVERHEAD_BYTES = 384 * 1024
+_CORES = os.cpu_count() or 1
+_SLICES = ThreadPoolExecutor(max_workers=_CORES, thread_name_prefix="sqlml-xgboost")
+
+Matrix = np.ndarray[Any, np.dtype[np.float32]]
 
 CONTRIBUTION_TYPE = pa.struct(
     [pa.field("feature", pa.string()), pa.field("value", pa.float64()), pa.field("contribution", pa.float64())]
@@ -33,7 +45,7 @@ EXPLAIN_SCHEMA = pa.schema(
 )
 
 
-def feature_matrix(batch: pa.Table, columns: list[str]) -> np.ndarray[Any, np.dtype[np.float32]]:
+def feature_matrix(batch: pa.Table, columns: list[str]) -> Matrix:
     """A C-ordered float32 matrix of `columns` (rows already free of NULLs)."""
     rows = batch.num_rows
     if 0 < rows <= _SMALL_BATCH_ROWS:
@@ -53,11 +65,23 @@ def feature_matrix(batch: pa.Table, columns: list[str]) -> np.ndarray[Any, np.dt
     return np.ascontiguousarray(by_column.T)
 
 
+def in_slices(matrix: Matrix, score: Callable[[Matrix], np.ndarray]) -> np.ndarray:
+    """`score(matrix)`, one slice of rows per core in parallel when the matrix is large (a thread
+    pool costs more than it saves on a few rows: psql's single rows, coalesced bridge requests,
+    DuckDB's vectors, which DuckDB itself spreads over its threads)."""
+    rows = len(matrix)
+    if rows < MULTITHREAD_ROWS or _CORES == 1:
+        return score(matrix)
+    bounds = np.linspace(0, rows, _CORES + 1).astype(int)
+    parts = _SLICES.map(lambda start, stop: score(matrix[start:stop]), bounds[:-1], bounds[1:])
+    return np.concatenate(list(parts), axis=0)
+
+
 class XGBoostRuntime(Runtime):
     name = "xgboost"
+    thread_safe = True
 
     booster: xgb.Booster | None = None
-    _threads = -1
 
     def load(self) -> None:
         path = self.path / MODEL_FILE
@@ -74,16 +98,8 @@ class XGBoostRuntime(Runtime):
         self.features = expected
         self.output_name = self.manifest.signature.outputs[0].name
         self._serialized_size = len(booster.save_raw("ubj"))
-        self._threads = 0  # XGBoost's default: all cores
+        booster.set_param({"nthread": 1})  # once, before any call: parallelism comes from callers and slices
         self.booster = booster
-
-    def _use_threads_for(self, rows: int) -> None:
-        # A thread pool costs more than it saves on a few rows (single-row calls from psql, the
-        # bridge's small coalesced batches); big batches (DuckDB vectors) use every core.
-        threads = 1 if rows < _MULTITHREAD_ROWS else 0
-        if threads != self._threads and self.booster is not None:
-            self.booster.set_param({"nthread": threads})
-            self._threads = threads
 
     def _booster(self) -> xgb.Booster:
         if self.booster is None:
@@ -94,8 +110,8 @@ class XGBoostRuntime(Runtime):
         booster = self._booster()
         if batch.num_rows == 0:
             return pa.table({self.output_name: pa.array([], pa.float64())})
-        self._use_threads_for(batch.num_rows)
-        scores = booster.inplace_predict(feature_matrix(batch, self.features), validate_features=False)
+        matrix = feature_matrix(batch, self.features)
+        scores = in_slices(matrix, lambda part: booster.inplace_predict(part, validate_features=False))
         # binary:logistic already gives probabilities, reg:* gives the prediction: either way one column
         return pa.table({self.output_name: pa.array(np.asarray(scores, dtype=np.float64).reshape(-1))})
 
@@ -112,10 +128,15 @@ class XGBoostRuntime(Runtime):
         if rows == 0:
             return EXPLAIN_SCHEMA.empty_table()
         matrix = feature_matrix(batch, self.features)
-        self._use_threads_for(rows)
-        dmatrix = xgb.DMatrix(matrix)
-        shap = np.asarray(booster.predict(dmatrix, pred_contribs=True, validate_features=False), dtype=np.float64)
-        margin = np.asarray(booster.predict(dmatrix, output_margin=True, validate_features=False), dtype=np.float64)
+
+        def shap_and_margin(part: Matrix) -> np.ndarray:
+            dmatrix = xgb.DMatrix(part)
+            shap = booster.predict(dmatrix, pred_contribs=True, validate_features=False)
+            margin = booster.predict(dmatrix, output_margin=True, validate_features=False)
+            return np.column_stack([shap, margin.reshape(-1)]).astype(np.float64)
+
+        both = in_slices(matrix, shap_and_margin)
+        shap, margin = both[:, :-1], both[:, -1]
         contributions, bias = shap[:, :-1], shap[:, -1]
         keep = min(top_k, contributions.shape[1])
         # stable sort on -|c|: ties keep the signature order, so results are reproducible

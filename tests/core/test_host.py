@@ -4,6 +4,7 @@ NULL in / NULL out, order preservation, and the fallback when a new version is c
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -11,9 +12,10 @@ import pytest
 
 from sqlml.bridge.host import HostEvents, ModelHost
 from sqlml.bridge.registry import Registry
+from sqlml.bridge.runtimes import register_runtime
 from sqlml.errors import InvalidInput, ModelLoadError, SqlmlError
 
-from .conftest import publish_sum
+from .conftest import SumRuntime, publish_sum, sum_manifest
 
 
 class CountingEvents(HostEvents):
@@ -111,3 +113,68 @@ def test_corrupt_new_version_keeps_previous_serving(registry: Registry, tmp_path
     assert events.failures and "version 2 failed to load" in events.failures[0]
     with pytest.raises(ModelLoadError, match='model "adder" version 2 failed to load'):
         host.predict("adder:2", batch([1.0], [1]))
+
+
+class _MeetingSum(SumRuntime):
+    """Thread-safe: each call waits until another call is inside predict too."""
+
+    thread_safe = True
+    meeting = threading.Barrier(2, timeout=10)
+
+    def predict(self, batch: pa.Table) -> pa.Table:
+        self.meeting.wait()  # BrokenBarrierError after 10 s if the host ran calls one at a time
+        return super().predict(batch)
+
+
+class _CountedSum(SumRuntime):
+    """Not thread-safe (the default): records how many calls were inside predict at once."""
+
+    inside = 0
+    most = 0
+    lock = threading.Lock()
+
+    def predict(self, batch: pa.Table) -> pa.Table:
+        with self.lock:
+            type(self).inside += 1
+            type(self).most = max(type(self).most, type(self).inside)
+        time.sleep(0.05)
+        with self.lock:
+            type(self).inside -= 1
+        return super().predict(batch)
+
+
+def _publish_as(registry: Registry, tmp_path: Path, name: str, runtime: type[SumRuntime]) -> None:
+    register_runtime(runtime.__name__, runtime)
+    artifact = tmp_path / f"artifact-{name}"
+    artifact.mkdir()
+    (artifact / "offset.txt").write_text("0")
+    registry.publish(sum_manifest(name).model_copy(update={"runtime": runtime.__name__}), artifact)
+
+
+def _predict_from_threads(host: ModelHost, name: str, threads: int) -> list[list[float]]:
+    results: list[list[float]] = [[] for _ in range(threads)]
+
+    def call(i: int) -> None:
+        results[i] = host.predict(name, batch([float(i)], [1])).column("total").to_pylist()
+
+    workers = [threading.Thread(target=call, args=(i,)) for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return results
+
+
+def test_a_thread_safe_runtime_serves_concurrent_calls_side_by_side(registry: Registry, tmp_path: Path) -> None:
+    _publish_as(registry, tmp_path, "meeting", _MeetingSum)
+    host = ModelHost(registry)
+    host.get("meeting")
+    assert _predict_from_threads(host, "meeting", 2) == [[1.0], [2.0]]
+
+
+def test_other_runtimes_get_one_call_at_a_time(registry: Registry, tmp_path: Path) -> None:
+    _publish_as(registry, tmp_path, "counted", _CountedSum)
+    host = ModelHost(registry)
+    host.get("counted")
+    assert _predict_from_threads(host, "counted", 4) == [[1.0], [2.0], [3.0], [4.0]]
+    assert _CountedSum.most == 1

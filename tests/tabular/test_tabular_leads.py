@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -11,7 +13,7 @@ import xgboost as xgb
 from sqlml.bridge.host import ModelHost
 from sqlml.bridge.manifest import Manifest
 from sqlml.bridge.registry import Registry
-from sqlml.bridge.runtimes.xgboost_model import MODEL_FILE
+from sqlml.bridge.runtimes.xgboost_model import MODEL_FILE, MULTITHREAD_ROWS
 from sqlml.errors import InvalidInput
 from tests.tabular.conftest import LEAD_FEATURES
 
@@ -137,3 +139,33 @@ def test_memory_estimate_grows_with_the_booster_and_counts_overhead(
     serialized = len(_raw_booster(registry, lead_manifest).save_raw("ubj"))
     model = host.get("lead_score")
     assert model.nbytes == 4 * serialized + 384 * 1024
+
+
+def _big(frame: pd.DataFrame, rows: int = 40_000) -> pd.DataFrame:
+    """At least `MULTITHREAD_ROWS` rows, so the runtime scores them in slices side by side."""
+    repeats = -(-rows // len(frame))
+    return pd.concat([frame[LEAD_FEATURES]] * repeats, ignore_index=True).head(rows)
+
+
+def test_a_large_batch_scored_in_slices_matches_raw_in_order(
+    host: ModelHost, registry: Registry, lead_manifest: Manifest, lead_frame: pd.DataFrame
+) -> None:
+    big = _big(lead_frame)
+    assert len(big) >= MULTITHREAD_ROWS
+    out = host.predict("lead_score", pa.Table.from_pandas(big, preserve_index=False))
+    raw = _raw_booster(registry, lead_manifest).inplace_predict(big.to_numpy(np.float32))
+    np.testing.assert_allclose(out.column("probability").to_numpy(), raw, rtol=1e-6)
+    explained = host.explain("lead_score", pa.Table.from_pandas(big, preserve_index=False), top_k=2)
+    margins = _raw_booster(registry, lead_manifest).inplace_predict(big.to_numpy(np.float32), predict_type="margin")
+    np.testing.assert_allclose(explained.column("margin").to_numpy(), margins, atol=1e-5)
+    head = host.explain("lead_score", _batch(lead_frame, 30), top_k=2)
+    assert explained.slice(0, 30).equals(head)
+
+
+def test_concurrent_calls_from_threads_give_the_sequential_results(host: ModelHost, lead_frame: pd.DataFrame) -> None:
+    batches = [_batch(lead_frame.iloc[i * 500 :], 500) for i in range(6)]
+    batches.append(pa.Table.from_pandas(_big(lead_frame, 20_000), preserve_index=False))
+    expected = [host.predict("lead_score", b) for b in batches]
+    with ThreadPoolExecutor(max_workers=len(batches)) as pool:
+        for _ in range(3):
+            assert list(pool.map(lambda b: host.predict("lead_score", b), batches)) == expected
