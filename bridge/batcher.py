@@ -71,10 +71,7 @@ class DynamicBatcher:
             return (await self._run([_Pending(model, inputs, asyncio.get_running_loop().create_future())]))[0]
         queue = self._queue_for(model.key)
         if queue.qsize() >= self.max_pending:
-            raise Unavailable(
-                f'model "{model.manifest.name}" is overloaded ({queue.qsize()} requests queued)',
-                hint="retry later, send larger batches, or run more bridge replicas",
-            )
+            raise overloaded(model, queue.qsize())
         loop = asyncio.get_running_loop()
         future: asyncio.Future[pa.Table] = loop.create_future()
         queue.put_nowait(_Pending(model, inputs, future, loop.time()))
@@ -205,6 +202,14 @@ class DynamicBatcher:
             raise
         except Exception as exc:
             raise model_failure(model, "predict", exc) from exc
+
+
+def overloaded(model: LoadedModel, queued: int) -> Unavailable:
+    """The 503 for a model version whose queue is full (the batcher's, or explain / forecast turns)."""
+    return Unavailable(
+        f'model "{model.manifest.name}" is overloaded ({queued} requests queued)',
+        hint="retry later, send larger batches, or run more bridge replicas",
+    )
 
 
 def model_failure(model: LoadedModel, operation: str, exc: Exception) -> SqlmlError:

@@ -15,58 +15,57 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import anyio.to_thread
 
+from sqlml.bridge.batcher import overloaded
 from sqlml.bridge.host import LoadedModel
-from sqlml.errors import Unavailable
 
 T = TypeVar("T")
+
+
+@dataclass
+class _Turns:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    callers: int = 0  # the running call and those waiting
 
 
 class ModelTurns:
     def __init__(self, max_pending: int = 4096):
         self.max_pending = max_pending
-        self._locks: dict[tuple[str, int], asyncio.Lock] = {}
-        self._callers: dict[tuple[str, int], int] = {}  # running + waiting, per version
+        self._turns: dict[tuple[str, int], _Turns] = {}
 
     def callers(self, model: LoadedModel) -> int:
-        return self._callers.get(model.key, 0)
+        turns = self._turns.get(model.key)
+        return 0 if turns is None else turns.callers
 
     async def run(self, model: LoadedModel, func: Callable[..., T], *args: Any) -> T:
         """`func(*args)` in a worker thread when it is this model version's turn."""
-        key = model.key
-        callers = self._callers.get(key, 0)
-        if callers > self.max_pending:  # one running, max_pending waiting
-            raise Unavailable(
-                f'model "{model.manifest.name}" is overloaded ({callers - 1} requests queued)',
-                hint="retry later, send larger batches, or run more bridge replicas",
-            )
-        self._callers[key] = callers + 1
-        lock = self._locks.setdefault(key, asyncio.Lock())
+        turns = self._turns.get(model.key)
+        if turns is None:
+            turns = self._turns[model.key] = _Turns()
+        if turns.callers > self.max_pending:  # one running, max_pending waiting
+            raise overloaded(model, turns.callers - 1)
+        turns.callers += 1
         try:
-            await lock.acquire()
+            await turns.lock.acquire()
         except BaseException:  # cancelled while waiting: it leaves the queue
-            self._leave(key)
+            self._leave(model.key, turns, release=False)
             raise
-        try:
-            call = asyncio.ensure_future(anyio.to_thread.run_sync(func, *args))
-        except BaseException:
-            lock.release()
-            self._leave(key)
-            raise
-        call.add_done_callback(lambda done: self._end_turn(key, lock, done))
+        call = asyncio.ensure_future(anyio.to_thread.run_sync(func, *args))
+        call.add_done_callback(lambda done: self._end_turn(model.key, turns, done))
         return await asyncio.shield(call)  # a caller that gives up does not end the running call
 
-    def _end_turn(self, key: tuple[str, int], lock: asyncio.Lock, call: asyncio.Future[Any]) -> None:
+    def _end_turn(self, key: tuple[str, int], turns: _Turns, call: asyncio.Future[Any]) -> None:
         if not call.cancelled():
             call.exception()  # retrieved here, so an abandoned call's error is not logged as unhandled
-        lock.release()
-        self._leave(key)
+        self._leave(key, turns, release=True)
 
-    def _leave(self, key: tuple[str, int]) -> None:
-        self._callers[key] -= 1
-        if self._callers[key] == 0:  # nobody holds or waits for the lock: forget it
-            del self._callers[key]
-            self._locks.pop(key, None)
+    def _leave(self, key: tuple[str, int], turns: _Turns, *, release: bool) -> None:
+        if release:
+            turns.lock.release()
+        turns.callers -= 1
+        if turns.callers == 0:  # nobody holds or waits for the lock: forget it
+            del self._turns[key]

@@ -305,27 +305,20 @@ class Bridge:
 
     def predict(self, model: str, rows_json: Sequence[str]) -> list[dict[str, Any] | None]:
         """Score rows given as JSON object texts; one output object per row, in order."""
-        body = '{"rows":[' + ",".join(rows_json) + "]}"
-        answer = self.call("POST", f"/v1/models/{_quote(model)}/predict", body)
-        rows = answer.get("rows") if isinstance(answer, dict) else None
-        if not isinstance(rows, list) or len(rows) != len(rows_json):
-            raise BridgeError(
-                "bad_response",
-                f'the bridge answered predict for "{model}" with a malformed body',
-                detail={"expected_rows": len(rows_json), "got": _shape(answer)},
-            )
-        return rows
+        return self.predict_array(model, "[" + ",".join(rows_json) + "]", len(rows_json))
 
-    def predict_array(self, model: str, rows_array_json: str) -> list[dict[str, Any] | None]:
-        """Score a JSON array of row objects given as text, sent as is; one output per row, in order
-        (the caller, which knows how many rows it sent, checks the count)."""
+    def predict_array(
+        self, model: str, rows_array_json: str, expected_rows: int | None = None
+    ) -> list[dict[str, Any] | None]:
+        """Score a JSON array of row objects given as text, sent as is; one output per row, in
+        order. A caller that does not count the rows (it never parsed them) checks the count."""
         answer = self.call("POST", f"/v1/models/{_quote(model)}/predict", '{"rows":' + rows_array_json + "}")
         rows = answer.get("rows") if isinstance(answer, dict) else None
-        if not isinstance(rows, list):
+        if not isinstance(rows, list) or (expected_rows is not None and len(rows) != expected_rows):
             raise BridgeError(
                 "bad_response",
                 f'the bridge answered predict for "{model}" with a malformed body',
-                detail={"got": _shape(answer)},
+                detail={"expected_rows": expected_rows, "got": _shape(answer)},
             )
         return rows
 

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sqlml.bridge.manifest import Column, ColumnType, Manifest, Signature
+from sqlml.bridge.training.common import xgboost_callback
 from sqlml.bridge.training.leads import DEFAULT_PARAMS
 from sqlml.errors import BadRequest, TrainingError
 
@@ -144,16 +145,11 @@ def package(
 
 
 def _round_callback(total: int, on_round: Callable[[int, int], None]) -> Any:
-    """An XGBoost callback calling `on_round(done, total)` every few boosting rounds (every round
-    would flood the job store)."""
-    import xgboost as xgb
+    """Calls `on_round(done, total)` every few boosting rounds (every round would flood the job store)."""
+    every = max(1, total // 20)
 
-    class RoundCallback(xgb.callback.TrainingCallback):
-        every = max(1, total // 20)
+    def after_round(done: int) -> None:
+        if done % every == 0 or done == total:
+            on_round(done, total)
 
-        def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
-            if (epoch + 1) % self.every == 0 or epoch + 1 == total:
-                on_round(epoch + 1, total)
-            return False
-
-    return RoundCallback()
+    return xgboost_callback(after_round)

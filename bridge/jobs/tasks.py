@@ -58,7 +58,7 @@ def train_sentiment(job_id: str, spec: JobSpec, table: pa.Table, folder: Path, p
     from sklearn.model_selection import train_test_split
 
     from sqlml.bridge.jobs.ddp_sentiment import auc, train_loop
-    from sqlml.bridge.runtimes.sentiment import PRECISIONS
+    from sqlml.bridge.runtimes.sentiment import precision_param
     from sqlml.bridge.training.sentiment import ID2LABEL, packaged_encoder, pick_thresholds, sentiment_signature
 
     text_column = feature_columns(spec, table.column_names)[0]
@@ -68,9 +68,10 @@ def train_sentiment(job_id: str, spec: JobSpec, table: pa.Table, folder: Path, p
     if len(np.unique(labels)) != 2 or not np.isin(labels, (0, 1)).all():
         raise TrainingError(f'the target column "{spec.target}" must hold both classes, as true/false or 1/0')
     params = spec.params
-    serve_precision = str(params.get("serve_precision", "float32"))
-    if serve_precision not in PRECISIONS:
-        raise TrainingError(f"params.serve_precision must be one of {', '.join(PRECISIONS)}, not {serve_precision!r}")
+    try:
+        serve_precision = precision_param(params, "serve_precision")
+    except ValueError as exc:
+        raise TrainingError(str(exc)) from None
     seed = int(params.get("seed", 0))
     index = np.arange(len(texts))
     rest, test = train_test_split(

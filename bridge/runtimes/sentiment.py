@@ -26,6 +26,7 @@ threshold can change label.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,6 +43,15 @@ PRECISIONS = ("float32", "bfloat16")
 LABELS = ("positive", "negative", "neutral")
 
 
+def precision_param(params: dict[str, Any], key: str) -> str:
+    """`params[key]` (default `float32`) checked against PRECISIONS; the runtime and the job
+    trainer (`serve_precision`) read it the same way."""
+    value = str(params.get(key, "float32"))
+    if value not in PRECISIONS:
+        raise ValueError(f"params.{key} must be one of {', '.join(PRECISIONS)}, not {value!r}")
+    return value
+
+
 def pick_device(wanted: str) -> str:
     """The torch device for `params.device`: `auto` is the first GPU when PyTorch sees one, else
     the CPU; `cpu`, `cuda` and `cuda:N` are taken as asked, and a GPU that is not there is an error."""
@@ -51,14 +61,13 @@ def pick_device(wanted: str) -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
     if wanted == "cpu":
         return wanted
-    if wanted == "cuda" or (wanted.startswith("cuda:") and wanted[5:].isdigit()):
-        if not torch.cuda.is_available():
-            raise ValueError(f"params.device is {wanted!r} but PyTorch sees no CUDA GPU here")
-        index = int(wanted[5:] or 0) if ":" in wanted else 0
-        if index >= torch.cuda.device_count():
-            raise ValueError(f"params.device is {wanted!r} but PyTorch sees {torch.cuda.device_count()} GPU(s)")
-        return wanted
-    raise ValueError(f"params.device must be auto, cpu, cuda or cuda:N, not {wanted!r}")
+    if not re.fullmatch(r"cuda(:\d+)?", wanted):
+        raise ValueError(f"params.device must be auto, cpu, cuda or cuda:N, not {wanted!r}")
+    index = int(wanted.partition(":")[2] or 0)
+    if index >= torch.cuda.device_count():  # 0 GPUs when PyTorch sees no CUDA at all
+        seen = f"{torch.cuda.device_count()} GPU(s)" if torch.cuda.is_available() else "no CUDA GPU here"
+        raise ValueError(f"params.device is {wanted!r} but PyTorch sees {seen}")
+    return wanted
 
 
 def label_for(p_great: float, negative_below: float, positive_above: float) -> tuple[str, float]:
@@ -139,9 +148,7 @@ class SentimentRuntime(Runtime):
     precision: str = "float32"
 
     def load(self) -> None:
-        self.precision = str(self.manifest.params.get("precision", "float32"))
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"params.precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
+        self.precision = precision_param(self.manifest.params, "precision")
         self.device = pick_device(str(self.manifest.params.get("device", "auto")))
         # Never reach for the hub: the artifact folder is all there is.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,16 +54,21 @@ def progress_bar(enabled: bool = True) -> Progress:
     )
 
 
-def xgboost_progress(bar: Progress, task: TaskID) -> Any:
-    """An XGBoost training callback that moves `task` of `bar` one step a boosting round."""
-    import xgboost as xgb  # here, so trainers without XGBoost do not import it
+def xgboost_callback(after_round: Callable[[int], None]) -> Any:
+    """An XGBoost training callback calling `after_round(rounds_done)` after each boosting round."""
+    import xgboost as xgb  # here, so that importing this module does not import XGBoost
 
-    class Advance(xgb.callback.TrainingCallback):
+    class AfterRound(xgb.callback.TrainingCallback):
         def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
-            bar.advance(task)
+            after_round(epoch + 1)
             return False
 
-    return Advance()
+    return AfterRound()
+
+
+def xgboost_progress(bar: Progress, task: TaskID) -> Any:
+    """An XGBoost training callback that moves `task` of `bar` one step a boosting round."""
+    return xgboost_callback(lambda done: bar.advance(task))
 
 
 def data_fingerprint(df: pd.DataFrame) -> str:

@@ -89,12 +89,13 @@ def test_docs_exist_and_are_not_empty(doc: str) -> None:
 
 
 def test_every_runtime_param_is_documented() -> None:
-    """Each `params.get("...")` a runtime reads from its manifest has a row in docs/http-api.md."""
+    """Each param a runtime reads from its manifest (`params.get("...")`, or a helper called as
+    `helper(params, "...")`) has a row in docs/http-api.md."""
     docs = read("docs/http-api.md")
     read_params = {
         name
         for source in (ROOT / "bridge" / "runtimes").glob("*.py")
-        for name in re.findall(r'params\.get\("([a-z_]+)"', source.read_text())
+        for name in re.findall(r'params(?:\.get\(|, )"([a-z_]+)"', source.read_text())
     }
     assert read_params >= {"precision", "max_length"}
     missing = sorted(name for name in read_params if f"| `{name}` |" not in docs)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,14 +54,12 @@ def trained(registry: Registry, tiny_base: Path) -> Manifest:
     )
 
 
+def sentiment_manifest(name: str, params: dict[str, Any]) -> Manifest:
+    return Manifest(name=name, runtime="sentiment", task="sentiment", signature=sentiment_signature(), params=params)
+
+
 @pytest.fixture(scope="session")
 def fixed_thresholds(registry: Registry, tiny_base: Path) -> Manifest:
     """The untrained tiny BERT published as-is, with thresholds that make every label reachable."""
-    manifest = Manifest(
-        name="sentiment_fixed",
-        runtime="sentiment",
-        task="sentiment",
-        signature=sentiment_signature(),
-        params={"thresholds": {"negative_below": 0.3, "positive_above": 0.7}, "max_length": 128},
-    )
-    return registry.publish(manifest, tiny_base, alias="production")
+    params = {"thresholds": {"negative_below": 0.3, "positive_above": 0.7}, "max_length": 128}
+    return registry.publish(sentiment_manifest("sentiment_fixed", params), tiny_base, alias="production")

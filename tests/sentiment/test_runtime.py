@@ -14,8 +14,9 @@ from sqlml.bridge.manifest import Manifest
 from sqlml.bridge.registry import Registry
 from sqlml.bridge.runtimes import runtime_class
 from sqlml.bridge.runtimes.sentiment import LABELS, SentimentRuntime, score_texts
-from sqlml.bridge.training.sentiment import sentiment_signature
 from sqlml.errors import ModelLoadError
+
+from .conftest import sentiment_manifest
 
 TEXTS = [
     "Absolutely delicious, best coffee I have ever had",
@@ -116,11 +117,15 @@ def test_unload_releases_the_model(registry: Registry, tiny_base: Path, fixed_th
     assert loaded.model is None and loaded.tokenizer is None
 
 
+def _fixed_with(registry: Registry, fixed: Manifest, **params: str) -> SentimentRuntime:
+    """The fixed-thresholds model's runtime, not yet loaded, with `params` added to its manifest's."""
+    manifest = fixed.model_copy(update={"params": {**fixed.params, **params}})
+    return SentimentRuntime(manifest, registry.local_path(fixed.name, fixed.version))
+
+
 def test_bfloat16_precision_stays_close_to_float32(registry: Registry, fixed_thresholds: Manifest) -> None:
-    path = registry.local_path(fixed_thresholds.name, fixed_thresholds.version)
-    params = {**fixed_thresholds.params, "precision": "bfloat16"}
-    half = SentimentRuntime(fixed_thresholds.model_copy(update={"params": params}), path)
-    full = SentimentRuntime(fixed_thresholds, path)
+    half = _fixed_with(registry, fixed_thresholds, precision="bfloat16")
+    full = _fixed_with(registry, fixed_thresholds)
     half.load()
     full.load()
     texts = [text * (i + 1) for i, text in enumerate(TEXTS)]
@@ -134,15 +139,8 @@ def test_bfloat16_precision_stays_close_to_float32(registry: Registry, fixed_thr
 
 
 def test_an_unknown_precision_fails_to_load_with_the_choices(registry: Registry, tiny_base: Path) -> None:
-    manifest = Manifest(
-        name="sentiment_fp8",
-        runtime="sentiment",
-        task="sentiment",
-        signature=sentiment_signature(),
-        params={"precision": "fp8"},
-    )
-    registry.publish(manifest, tiny_base)
-    with pytest.raises(ModelLoadError, match=r"params.precision must be one of float32, bfloat16, not 'fp8'"):
+    registry.publish(sentiment_manifest("sentiment_fp8", {"precision": "fp8"}), tiny_base)
+    with pytest.raises(ModelLoadError, match=r"params\.precision must be one of float32, bfloat16, not 'fp8'"):
         ModelHost(registry).get("sentiment_fp8")
 
 
@@ -151,11 +149,8 @@ def test_device_auto_follows_what_torch_sees_and_a_missing_gpu_is_a_clear_load_e
 ) -> None:
     import torch
 
-    path = registry.local_path(fixed_thresholds.name, fixed_thresholds.version)
-
     def with_device(device: str) -> SentimentRuntime:
-        params = {**fixed_thresholds.params, "device": device}
-        return SentimentRuntime(fixed_thresholds.model_copy(update={"params": params}), path)
+        return _fixed_with(registry, fixed_thresholds, device=device)
 
     auto = with_device("auto")
     auto.load()

@@ -124,6 +124,12 @@ def reviews_db(folder: Path) -> Path:
     return path
 
 
+def reviews_job(model: str, folder: Path, params: dict[str, Any], **spec: Any) -> dict[str, Any]:
+    """A sentiment job spec over `reviews_db(folder)`: the text `body`, the target `great`."""
+    source = {"duckdb": str(reviews_db(folder)), "query": "SELECT body, great FROM reviews"}
+    return {"model": model, "task": "sentiment", "source": source, "target": "great", "params": params, **spec}
+
+
 def run_in_process(store: JobStore, registry: Registry, spec: dict[str, Any]) -> Any:
     record = store.create(parse_spec(spec))
     return execute(record.id, store, registry)
@@ -132,23 +138,16 @@ def run_in_process(store: JobStore, registry: Registry, spec: dict[str, Any]) ->
 def test_sentiment_ddp_fine_tune_with_two_gloo_workers(
     ray_cluster: str, job_store: JobStore, registry: Registry, tiny_bert: Path, tmp_path: Path
 ) -> None:
-    spec = {
-        "model": "tiny_sentiment",
-        "task": "sentiment",
-        "source": {"duckdb": str(reviews_db(tmp_path)), "query": "SELECT body, great FROM reviews"},
-        "target": "great",
-        "params": {
-            "base_model": str(tiny_bert),
-            "epochs": 3,
-            "batch_size": 8,
-            "learning_rate": 1e-3,
-            "max_length": 16,
-            "freeze_embeddings": False,
-            "serve_precision": "bfloat16",
-        },
-        "backend": "ray",
-        "resources": {"workers": 2},
+    params = {
+        "base_model": str(tiny_bert),
+        "epochs": 3,
+        "batch_size": 8,
+        "learning_rate": 1e-3,
+        "max_length": 16,
+        "freeze_embeddings": False,
+        "serve_precision": "bfloat16",
     }
+    spec = reviews_job("tiny_sentiment", tmp_path, params, backend="ray", resources={"workers": 2})
     done = run_in_process(job_store, registry, spec)
     assert done.state == "succeeded", done.error
     assert done.metrics["workers"] == 2.0 and done.metrics["samples_per_second"] > 0
@@ -167,13 +166,7 @@ def test_sentiment_ddp_fine_tune_with_two_gloo_workers(
 def test_an_unknown_serve_precision_fails_the_job_before_training(
     job_store: JobStore, registry: Registry, tiny_bert: Path, tmp_path: Path
 ) -> None:
-    spec = {
-        "model": "fp8_sentiment",
-        "task": "sentiment",
-        "source": {"duckdb": str(reviews_db(tmp_path)), "query": "SELECT body, great FROM reviews"},
-        "target": "great",
-        "params": {"base_model": str(tiny_bert), "serve_precision": "fp8"},
-    }
+    spec = reviews_job("fp8_sentiment", tmp_path, {"base_model": str(tiny_bert), "serve_precision": "fp8"})
     with pytest.raises(TrainingError, match=r"params\.serve_precision must be one of float32, bfloat16, not 'fp8'"):
         run_in_process(job_store, registry, spec)
     assert "fp8_sentiment" not in registry.names()
