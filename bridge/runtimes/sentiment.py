@@ -19,8 +19,9 @@ and then truncated to `max_length` tokens (default 256).
 `cuda:N`. `params.precision` picks the arithmetic of the forward pass: `float32` (the default, what the
 trainer measured) or `bfloat16` (PyTorch autocast: matrix products in bfloat16, normalisation and
 softmax still in float32). On a CPU with native bfloat16 (AVX512-BF16 or AMX) a batch of 64 short
-reviews scores about 1.8 times faster; probabilities move by about 1e-3, so a review sitting on a
-threshold can change label.
+reviews scores about 1.8 to 2.1 times faster; probabilities move by about 1e-3, so a review sitting on a
+threshold can change label. The linear layers' weights are cast to bfloat16 once at load
+(`store_linear_weights_in_bfloat16`), so those weights take half the memory.
 """
 
 from __future__ import annotations
@@ -126,6 +127,18 @@ def score_texts(
     return out
 
 
+def store_linear_weights_in_bfloat16(model: Any) -> None:
+    """Cast the linear layers' weights to bfloat16 once, at load. Autocast would otherwise cast
+    every weight again on every call (it caches casts only inside one autocast block), a fixed cost
+    that made one text slower in bfloat16 than in float32. The arithmetic is what autocast does;
+    embeddings and layer norms stay float32, and those weights take half the memory."""
+    import torch
+
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear):
+            module.to(torch.bfloat16)
+
+
 def pad_batch(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[Any, Any]:
     """Right-pad token id rows to the longest one: (input_ids, attention_mask) tensors."""
     import torch
@@ -157,6 +170,8 @@ class SentimentRuntime(Runtime):
         self.tokenizer = AutoTokenizer.from_pretrained(str(self.path), local_files_only=True)
         self.model = AutoModelForSequenceClassification.from_pretrained(str(self.path), local_files_only=True)
         self.model.to(self.device).eval()
+        if self.precision == "bfloat16":
+            store_linear_weights_in_bfloat16(self.model)
         thresholds = {**DEFAULT_THRESHOLDS, **self.manifest.params.get("thresholds", {})}
         self.negative_below = float(thresholds["negative_below"])
         self.positive_above = float(thresholds["positive_above"])

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+import torch
 
 from sqlml.bridge.client import LocalClient
 from sqlml.bridge.host import ModelHost
@@ -136,6 +137,18 @@ def test_bfloat16_precision_stays_close_to_float32(registry: Registry, fixed_thr
     assert list(p_half) != list(p_full)  # bfloat16 really ran: its rounding shows in the last digits
     rows = predict(half, list(TEXTS))
     assert [row["label"] in LABELS for row in rows] == [True] * len(TEXTS)
+
+
+def test_bfloat16_casts_the_linear_weights_once_at_load(registry: Registry, fixed_thresholds: Manifest) -> None:
+    half = _fixed_with(registry, fixed_thresholds, precision="bfloat16")
+    full = _fixed_with(registry, fixed_thresholds)
+    half.load()
+    full.load()
+    dtypes = {name: parameter.dtype for name, parameter in half.model.named_parameters()}
+    linear = [name for name, module in half.model.named_modules() if isinstance(module, torch.nn.Linear)]
+    assert linear and all(dtypes[f"{name}.weight"] == torch.bfloat16 for name in linear)
+    assert dtypes["bert.embeddings.word_embeddings.weight"] == torch.float32  # what autocast keeps in float32
+    assert half.memory_bytes() < full.memory_bytes()
 
 
 def test_an_unknown_precision_fails_to_load_with_the_choices(registry: Registry, tiny_base: Path) -> None:
