@@ -3,7 +3,7 @@
 This module wires the parts together (registry, model host, batcher, auth, metrics), installs the
 one error envelope `{"error": {"code", "message", "hint", "detail"}}` for every failure, limits body
 size, and serves health, readiness and `/metrics`. Model routes live in `routes_models`; the hot
-predict route is also served by `predict_lane`, a middleware that skips the framework's layers.
+predict route is also served by `predict_lane`, a layer in front of the framework's middleware.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
 
@@ -90,7 +91,7 @@ def create_app(settings: BridgeSettings | None = None) -> FastAPI:
         for name in {name for name, _ in host.loaded()}:
             host.unload(name)
 
-    app = FastAPI(
+    app = BridgeApp(
         title="sqlml bridge",
         version="1",
         summary="Hosts model versions for SQL engines: predict, explain, forecast, lifecycle.",
@@ -101,15 +102,24 @@ def create_app(settings: BridgeSettings | None = None) -> FastAPI:
     _add_health_routes(app, state)
 
     from sqlml.bridge.jobs.routes_jobs import include_job_routes  # late: they import this module's helpers
-    from sqlml.bridge.predict_lane import PredictLane
     from sqlml.bridge.routes_models import router
 
     app.include_router(router)
     include_job_routes(app, jobs_db=settings.jobs_db)
-    app.add_middleware(PredictLane, state=state)  # type: ignore[arg-type]
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)  # type: ignore[arg-type]
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+class BridgeApp(FastAPI):
+    """FastAPI with two layers in front of the framework's own middleware: the body limit, then the
+    predict lane (`sqlml.bridge.predict_lane`), so the hot route passes through no framework layer."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        from sqlml.bridge.predict_lane import PredictLane  # late: it imports this module's helpers
+
+        state: BridgeState = self.state.bridge
+        framework = super().build_middleware_stack()
+        return BodyLimitMiddleware(PredictLane(framework, state), state.settings.max_body_bytes)
 
 
 def bridge_state(request: Request) -> BridgeState:
@@ -171,7 +181,7 @@ def _install_error_handlers(app: FastAPI, metrics: BridgeMetrics) -> None:
 class BodyLimitMiddleware:
     """413 for bodies over the limit: by `Content-Length` up front, else while streaming."""
 
-    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], max_body_bytes: int):
+    def __init__(self, app: ASGIApp, max_body_bytes: int):
         self.app = app
         self.max_body_bytes = max_body_bytes
 

@@ -8,14 +8,18 @@ code. `BridgeMetrics` is also the host's `HostEvents`, so the host reports loads
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics import MetricWrapperBase
 
 from sqlml.bridge.host import HostEvents
 from sqlml.errors import SqlmlError
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 LOAD_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0)
+M = TypeVar("M", bound=MetricWrapperBase)
+
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
 
 
@@ -24,6 +28,7 @@ class BridgeMetrics(HostEvents):
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._series: dict[tuple[MetricWrapperBase, tuple[str, ...]], MetricWrapperBase] = {}
         r = self.registry
         self.cache_hits = Counter(
             "sqlml_model_cache_hits", "Requests served by an already loaded model", ["model"], registry=r
@@ -98,7 +103,7 @@ class BridgeMetrics(HostEvents):
     # -- HostEvents ------------------------------------------------------------------------
 
     def cache_hit(self, name: str, version: int) -> None:
-        self.cache_hits.labels(name).inc()
+        self._labelled(self.cache_hits, name).inc()
 
     def cache_miss(self, name: str, version: int) -> None:
         self.cache_misses.labels(name).inc()
@@ -118,13 +123,22 @@ class BridgeMetrics(HostEvents):
     # -- requests --------------------------------------------------------------------------
 
     def request(self, name: str, version: int, operation: str, rows: int, seconds: float) -> None:
-        self.requests.labels(name, str(version), operation).inc()
-        self.rows.labels(name, operation).inc(rows)
-        self.latency.labels(name, operation).observe(seconds)
+        self._labelled(self.requests, name, str(version), operation).inc()
+        self._labelled(self.rows, name, operation).inc(rows)
+        self._labelled(self.latency, name, operation).observe(seconds)
 
     def batch(self, name: str, rows: int, requests: int) -> None:
-        self.batch_rows.labels(name).observe(rows)
-        self.batch_requests.labels(name).observe(requests)
+        self._labelled(self.batch_rows, name).observe(rows)
+        self._labelled(self.batch_requests, name).observe(requests)
+
+    def _labelled(self, metric: M, *values: str) -> M:
+        """`metric.labels(*values)`, remembered: the per-request metrics look their series up once
+        (prometheus_client takes a lock and validates the labels on every `labels` call)."""
+        key = (metric, values)
+        child = self._series.get(key)
+        if child is None:
+            child = self._series[key] = metric.labels(*values)
+        return child  # type: ignore[return-value]
 
     def error(self, code: str) -> None:
         self.errors.labels(code).inc()

@@ -3,7 +3,8 @@
 Predict is the bridge's hot route: SQL engines send it many small requests, and each one pays for
 the framework's per-request layers (routing over every route, dependency solving, exception
 middleware); in py-spy samples of bench/batching.py the event loop's time per request about
-halved with this lane. This middleware recognises the one path and hands it to
+halved with this lane. `sqlml.bridge.app.BridgeApp` puts it in front of the framework's own
+middleware, behind only the body limit. It recognises the one path and hands it to
 `routes_models.answer_predict`, the same code the FastAPI route runs, with the same auth, body
 limit, batcher, metrics and error envelope. Every other request goes on to the app unchanged. The
 FastAPI route stays: it documents the endpoint in OpenAPI, and it serves any predict request whose
@@ -14,17 +15,14 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable
 
 from fastapi.responses import Response
 
-from sqlml.bridge.app import BridgeState, Receive, Scope, Send, error_reply
+from sqlml.bridge.app import ASGIApp, BridgeState, Receive, Scope, Send, error_reply
 from sqlml.bridge.routes_models import BatchCall, answer_predict
 from sqlml.errors import SqlmlError
 
 log = logging.getLogger("sqlml.bridge")
-
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PREDICT_PATH = re.compile(r"/v1/models/([^/]+)/predict")
 
