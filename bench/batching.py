@@ -6,7 +6,8 @@ by the real `sentiment` runtime, published twice: `sentiment` at the default flo
 `sentiment_bf16` with `params.precision = "bfloat16"`. The same store is served twice, with
 `--no-batching` and without; with batching off each request is its own runtime call, one at a
 time per version, as with it on. Each round measures off then on for each precision; the median
-on/off ratio per precision is printed last.
+on/off ratio per precision is printed last, after the same forward passes timed in this process
+(one text per call and a batch of the size the bridge formed): the most batching can give here.
 Run: .venv/bin/python bench/batching.py [--rounds 5] [--device auto|cpu|cuda] [--tokenizer DIR]
 (on a GPU machine with a bare Python, bench/gpu_check.sh runs it with the exported tokenizer)
 """
@@ -27,8 +28,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import pyarrow as pa
 from _util import Bridge, percentile_ms
 
+from sqlml.bridge.host import ModelHost
 from sqlml.bridge.manifest import Batching, Column, Manifest, Signature
 from sqlml.bridge.registry import Registry
 
@@ -143,6 +146,7 @@ def main() -> None:
     publish_tiny_bert(Registry(store), args.device, args.tokenizer)
     _print_setup(args.device)
     ratios: dict[str, list[float]] = {precision: [] for precision in PRECISIONS}
+    batch_sizes: dict[str, list[float]] = {precision: [] for precision in PRECISIONS}
     # Both bridges stay up (an idle one costs no CPU) and take turns, so drifts in the machine's
     # speed touch both sides alike; the median ratio over the rounds is the result.
     with Bridge(store, "--no-batching") as off, Bridge(store) as on:
@@ -159,6 +163,8 @@ def main() -> None:
                     forwards = _delta(before, after, "sqlml_batch_size_requests_count")
                     mean_batch = _delta(before, after, "sqlml_batch_size_requests_sum") / max(forwards, 1)
                     results[label] = throughput
+                    if label == "on":
+                        batch_sizes[precision].append(mean_batch)
                     print(
                         f"round {round_} {precision:>8} batching {label:>3}: {throughput:7.1f} req/s  "
                         f"p50 {percentile_ms(latencies, 50):7.1f} ms  p99 {percentile_ms(latencies, 99):7.1f} ms  "
@@ -166,12 +172,39 @@ def main() -> None:
                     )
                 ratios[precision].append(results["on"] / results["off"])
                 print(f"round {round_} {precision:>8}: on/off {ratios[precision][-1]:.2f}x")
+    # The same forward passes in this process, with no HTTP and nothing else running: what batching
+    # could give at most on this machine, next to what the bridge got.
+    host = ModelHost(Registry(store))
+    for precision, model in PRECISIONS.items():
+        batch = round(statistics.median(batch_sizes[precision]))
+        one, batched = forward_ms_per_text(host, model, batch)
+        print(
+            f"RESULT in process, {precision}: one text {one:.2f} ms, a text in a batch of {batch} {batched:.2f} ms: "
+            f"{one / batched:.1f}x is the most batching can give on this machine"
+        )
     for precision, values in ratios.items():
         print(
             f"RESULT {CLIENTS} concurrent single-row sentiment clients, {precision}: batching on/off throughput "
             f"{statistics.median(values):.1f}x, median of {len(values)} rounds "
             f"({', '.join(f'{r:.2f}' for r in values)}) (target >= 5x)"
         )
+
+
+def forward_ms_per_text(host: ModelHost, model: str, batch: int) -> tuple[float, float]:
+    """Milliseconds per text of the runtime's predict, one text per call and `batch` per call
+    (the median of 5 timings of each, after a warm-up)."""
+    runtime = host.get(model).runtime
+    timings: dict[int, list[float]] = {1: [], batch: []}
+    for size in (1, batch):
+        table = pa.table({"text": [TEXTS[i % len(TEXTS)] for i in range(size)]})
+        calls = max(2, 48 // size)
+        runtime.predict(table)
+        for _ in range(5):
+            started = time.perf_counter()
+            for _ in range(calls):
+                runtime.predict(table)
+            timings[size].append((time.perf_counter() - started) * 1000 / (calls * size))
+    return statistics.median(timings[1]), statistics.median(timings[batch])
 
 
 def _print_setup(device: str) -> None:
