@@ -16,10 +16,10 @@ from prometheus_client.metrics import MetricWrapperBase
 from sqlml.bridge.host import HostEvents
 from sqlml.errors import SqlmlError
 
+M = TypeVar("M", bound=MetricWrapperBase)  # a labelled metric and the series `labels` returns for it
+
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 LOAD_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0)
-M = TypeVar("M", bound=MetricWrapperBase)
-
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
 
 
