@@ -29,7 +29,7 @@ def conform(manifest: Manifest, batch: pa.Table) -> pa.Table:
     """The batch with exactly the signature's input columns, in order, cast to their types."""
     inputs = manifest.signature.inputs
     if batch.num_columns == len(inputs) and all(
-        field.name == column.name and field.type == ARROW_TYPES[column.type]
+        field.name == column.name and field.type == arrow_type(column.type)
         for field, column in zip(batch.schema, inputs, strict=True)
     ):
         return batch  # the common case (typed DuckDB functions, the bridge's clients): nothing to do

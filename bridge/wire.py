@@ -44,6 +44,10 @@ def write_ipc(table: pa.Table) -> bytes:
     return bytes(sink.getvalue().to_pybytes())
 
 
+# what pyarrow raises for a Python value it cannot convert to the type asked (or to any type)
+_CONVERSION_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError, TypeError)
+
+
 def json_to_table(
     columns: Mapping[str, Any] | None,
     rows: list[Any] | None,
@@ -72,8 +76,7 @@ def _from_columns(columns: Mapping[str, Any], types: Mapping[str, pa.DataType]) 
         typed = _all_typed(lambda schema: pa.Table.from_pydict(dict(columns), schema=schema), types)
         if typed is not None:
             return typed
-    arrays = [_array(name, values, types.get(name)) for name, values in columns.items()]
-    return pa.Table.from_arrays(arrays, names=list(columns))
+    return _by_column(columns, types)
 
 
 def _from_rows(rows: list[Any], types: Mapping[str, pa.DataType]) -> pa.Table:
@@ -87,17 +90,23 @@ def _from_rows(rows: list[Any], types: Mapping[str, pa.DataType]) -> pa.Table:
         typed = _all_typed(lambda schema: pa.Table.from_pylist(rows, schema=schema), types)
         if typed is not None:
             return typed
-    return _from_columns({name: [row.get(name) for row in rows] for name in names}, types)
+    return _by_column({name: [row.get(name) for row in rows] for name in names}, types)
 
 
 def _all_typed(build: Callable[[pa.Schema], pa.Table], types: Mapping[str, pa.DataType]) -> pa.Table | None:
     """The batch built in one Arrow call, columns in the signature's order, when every value
-    converts to its column's type; else None, and the column-by-column path converts what it can
-    and leaves the rest to `conform()` to explain. Both give the same table when this one works."""
+    converts to its column's type; else None, and `_by_column` converts what it can and leaves
+    the rest to `conform()` to explain. Both give the same table when this one works."""
     try:
         return build(pa.schema(list(types.items())))
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError, TypeError):
+    except _CONVERSION_ERRORS:
         return None
+
+
+def _by_column(columns: Mapping[str, list[Any]], types: Mapping[str, pa.DataType]) -> pa.Table:
+    """Each column converted by itself (equal-length lists already checked)."""
+    arrays = [_array(name, values, types.get(name)) for name, values in columns.items()]
+    return pa.Table.from_arrays(arrays, names=list(columns))
 
 
 def _array(name: str, values: list[Any], target: pa.DataType | None) -> pa.Array:
@@ -106,11 +115,11 @@ def _array(name: str, values: list[Any], target: pa.DataType | None) -> pa.Array
             if pa.types.is_timestamp(target) and any(isinstance(v, str) for v in values):
                 return pa.array(values, pa.string()).cast(target)
             return pa.array(values, target)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError, TypeError):
+        except _CONVERSION_ERRORS:
             pass  # inferred below; conform() then explains the mismatch
     try:
         return pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError, TypeError) as exc:
+    except _CONVERSION_ERRORS as exc:
         raise InvalidInput(
             f'column "{name}" holds values of mixed or unsupported types',
             hint=str(exc).splitlines()[0][:200],

@@ -24,7 +24,7 @@ def test_typed_rows_come_out_in_signature_order_with_missing_keys_null() -> None
 def test_one_arrow_call_and_the_column_path_give_the_same_table() -> None:
     columns = {"n": [1, 2], "a": [1, 2.5], "t": ["p", None]}
     fast, _ = json_to_table(columns, None, TYPES)
-    slow = wire._from_columns(columns, {})  # no types: every column by itself, inferred
+    slow = wire._by_column(columns, {})  # no types: every column by itself, inferred
     assert fast.equals(pa.table({"a": [1.0, 2.5], "n": [1, 2], "t": ["p", None]}))
     assert slow.select(["a", "n", "t"]).equals(fast)
 
