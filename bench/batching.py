@@ -8,7 +8,9 @@ by the real `sentiment` runtime, published twice: `sentiment` at the default flo
 time per version, as with it on. Each round measures off then on for each precision; the median
 on/off ratio per precision is printed last, after the same forward passes timed in this process
 (one text per call and a batch of the size the bridge formed): the most batching can give here.
-Run: .venv/bin/python bench/batching.py [--rounds 5] [--device auto|cpu|cuda] [--tokenizer DIR]
+With `--model-processes` both bridges serve the models from child processes (`model_processes`).
+Run: .venv/bin/python bench/batching.py [--rounds 5] [--device auto|cpu|cuda] [--model-processes]
+[--tokenizer DIR]
 (on a GPU machine with a bare Python, bench/gpu_check.sh runs it with the exported tokenizer)
 """
 
@@ -139,17 +141,23 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="off/on pairs, run alternately (default 5)")
     parser.add_argument("--device", default="auto", help="the runtime's params.device: auto (default), cpu, cuda")
     parser.add_argument(
+        "--model-processes",
+        action="store_true",
+        help="serve the models from processes of their own (SQLML_MODEL_PROCESSES=sentiment), on both sides",
+    )
+    parser.add_argument(
         "--tokenizer", type=Path, help="a tokenizer folder (default: the packaged all-MiniLM-L6-v2 tokenizer)"
     )
     args = parser.parse_args()
     store = tempfile.mkdtemp(prefix="sqlml-bench-batching-")
     publish_tiny_bert(Registry(store), args.device, args.tokenizer)
-    _print_setup(args.device)
+    _print_setup(args.device, args.model_processes)
+    env = {"SQLML_MODEL_PROCESSES": "sentiment"} if args.model_processes else {}
     ratios: dict[str, list[float]] = {precision: [] for precision in PRECISIONS}
     batch_sizes: dict[str, list[float]] = {precision: [] for precision in PRECISIONS}
     # Both bridges stay up (an idle one costs no CPU) and take turns, so drifts in the machine's
     # speed touch both sides alike; the median ratio over the rounds is the result.
-    with Bridge(store, "--no-batching") as off, Bridge(store) as on:
+    with Bridge(store, "--no-batching", env=env) as off, Bridge(store, env=env) as on:
         for bridge in (off, on):
             for model in PRECISIONS.values():
                 run_clients(bridge.url, model, seconds=2.0)  # load the model, warm the connections
@@ -207,11 +215,14 @@ def forward_ms_per_text(host: ModelHost, model: str, batch: int) -> tuple[float,
     return statistics.median(timings[1]), statistics.median(timings[batch])
 
 
-def _print_setup(device: str) -> None:
+def _print_setup(device: str, model_processes: bool) -> None:
     import torch
 
     where = torch.cuda.get_device_name(0) if torch.cuda.is_available() and device != "cpu" else "CPU"
-    print(f"torch {torch.__version__}, device {device} ({where}), {os.cpu_count()} CPU cores, {CLIENTS} clients")
+    served = "a model process per model" if model_processes else "models in the bridge's process"
+    print(
+        f"torch {torch.__version__}, device {device} ({where}), {os.cpu_count()} CPU cores, {CLIENTS} clients, {served}"
+    )
 
 
 def _delta(before: dict[str, float], after: dict[str, float], name: str) -> float:

@@ -6,7 +6,8 @@
 #   train     the sentiment fine-tune: one epoch of DDP through torchrun on every visible GPU,
 #             printing samples/s and the test AUC (`sqlml.bridge.jobs.ddp_sentiment`);
 #   batching  bench/batching.py with the sentiment runtime on the GPU (`--device cuda`): a real
-#             bridge process and 32 single-row clients, batcher on vs off, float32 and bfloat16.
+#             bridge process and 32 single-row clients, batcher on vs off, float32 and bfloat16;
+#             run twice, models in the bridge's process, then in model processes of their own.
 #             The bridge's web stack (FastAPI, Starlette, pydantic, uvicorn, httptools), which
 #             such an image lacks, comes from wheels exported beside this script and installed
 #             into a private folder, never into the system python.
@@ -26,7 +27,8 @@
 # Environment: PYTHON (default python3), STEPS ("train batching"), GPUS (default: every GPU
 # nvidia-smi lists), EPOCHS (1), BATCH_SIZE (32), MAX_LENGTH (128), ROUNDS (batching rounds, 3),
 # DEVICE (cuda; DEVICE=cpu runs the batching step where there is no GPU, to try the script),
-# DATA_DIR (default bench/gpu_data).
+# DATA_DIR (default bench/gpu_data), SERVED (the batching runs: "bridge process" by default,
+# "bridge" or "process" for one).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -124,6 +126,11 @@ if [[ " $STEPS " == *" batching "* ]]; then
     export PYTHONPATH="$PYTHONPATH:$site"  # ahead of site-packages, but it holds only the web stack
     "$PYTHON" -c "import fastapi, uvicorn, pydantic, sqlml.bridge.app" \
         || { echo "the bridge does not import with the exported wheels" >&2; exit 2; }
-    echo "batching bench: bridge with the sentiment runtime on $DEVICE, ${ROUNDS:-3} rounds"
-    "$PYTHON" "$HERE/batching.py" --device "$DEVICE" --tokenizer "$DATA_DIR/tokenizer" --rounds "${ROUNDS:-3}"
+    for served in ${SERVED:-bridge process}; do
+        echo "batching bench: bridge with the sentiment runtime on $DEVICE, ${ROUNDS:-3} rounds, models in the $served"
+        flag=()
+        [[ "$served" == process ]] && flag=(--model-processes)
+        "$PYTHON" "$HERE/batching.py" --device "$DEVICE" --tokenizer "$DATA_DIR/tokenizer" --rounds "${ROUNDS:-3}" \
+            "${flag[@]}"
+    done
 fi

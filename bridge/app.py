@@ -65,7 +65,9 @@ def create_app(settings: BridgeSettings | None = None) -> FastAPI:
     load_plugins(settings.plugins)
     metrics = BridgeMetrics()
     registry = Registry(settings.store)
-    host = ModelHost(registry, memory_budget=settings.memory_budget, events=metrics)
+    host = ModelHost(
+        registry, memory_budget=settings.memory_budget, events=metrics, model_processes=settings.model_processes
+    )
     metrics.watch_host(lambda: len(host.loaded()), host.loaded_bytes, settings.memory_budget)
     state = BridgeState(
         settings=settings,

@@ -3,7 +3,8 @@
 `ModelHost` is shared by embedded mode (DuckDB in-process) and the bridge service. It resolves a
 reference (`name`, `name:3`, `name:staging`) through the registry, loads each version once even
 under concurrent first requests, keeps loaded versions under a memory budget by evicting the least
-recently used unpinned one, validates batches against the signature, and implements NULL in, NULL
+recently used unpinned one, serves the runtimes named in `model_processes` from child processes
+(`sqlml.bridge.model_process`), validates batches against the signature, and implements NULL in, NULL
 out. If the version an alias points at fails to load, the newest older version that loads keeps
 serving (and the failure is reported through `HostEvents`).
 """
@@ -14,14 +15,16 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from sqlml.bridge.manifest import Manifest
+from sqlml.bridge.model_process import ProcessRuntime
 from sqlml.bridge.registry import ModelRef, Registry
 from sqlml.bridge.runtimes import Runtime, runtime_class
 from sqlml.bridge.signature import arrow_type, conform, null_rows, scatter
@@ -59,9 +62,11 @@ class ModelHost:
         registry: Registry,
         memory_budget: int | None = None,
         events: HostEvents | None = None,
+        model_processes: Collection[str] = (),
     ):
         self.registry = registry
         self.memory_budget = memory_budget
+        self.model_processes = frozenset(model_processes)  # runtime names, or "*": served from a child process
         self.events = events or HostEvents()
         self._loaded: OrderedDict[tuple[str, int], LoadedModel] = OrderedDict()
         self._pinned: set[str] = set()
@@ -135,7 +140,7 @@ class ModelHost:
         started = time.perf_counter()
         try:
             manifest = self.registry.manifest(name, version)
-            runtime = runtime_class(manifest.runtime)(manifest, self.registry.local_path(name, version))
+            runtime = self._runtime(manifest, self.registry.local_path(name, version))
             runtime.load()
             nbytes = runtime.memory_bytes()
         except SqlmlError as exc:
@@ -153,6 +158,12 @@ class ModelHost:
             raise error from None
         self.events.loaded(name, version, time.perf_counter() - started, nbytes)
         return LoadedModel(manifest, runtime, nbytes)
+
+    def _runtime(self, manifest: Manifest, path: Path) -> Runtime:
+        cls = runtime_class(manifest.runtime)
+        if manifest.runtime in self.model_processes or "*" in self.model_processes:
+            return ProcessRuntime(manifest, path, cls)
+        return cls(manifest, path)
 
     def _evict_over_budget(self, keep: tuple[str, int]) -> None:
         if self.memory_budget is None:

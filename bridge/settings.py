@@ -6,6 +6,8 @@ object token -> list of scopes), `SQLML_TOKENS_FILE` (the same JSON in a file),
 `SQLML_BATCHING` (`on`/`off`), `SQLML_MAX_BATCH_SIZE`, `SQLML_MAX_WAIT_MS`,
 `SQLML_REQUEST_TIMEOUT_S`, `SQLML_MAX_BODY_BYTES`, `SQLML_MAX_PENDING_PER_MODEL`,
 `SQLML_PLUGINS` (comma-separated modules imported at startup, e.g. to register runtimes),
+`SQLML_MODEL_PROCESSES` (comma-separated runtime names, or `*`, whose models run in processes of
+their own),
 `SQLML_JOBS_DB` (the training job store, SQLite) and
 `SQLML_BRIDGE_CONFIG` (a JSON or YAML file holding any of the fields below).
 """
@@ -69,6 +71,10 @@ class BridgeSettings(BaseModel):
         description="requests waiting per model version (predict, and explain / forecast) before 503",
     )
     plugins: list[str] = Field(default_factory=list)
+    model_processes: list[str] = Field(
+        default_factory=list,
+        description='runtimes (e.g. "sentiment", or "*" for all) whose models each run in a process of their own',
+    )
     jobs_db: str | None = Field(default=None, description="training job store (SQLite); default $SQLML_HOME/jobs")
 
     @field_validator("memory_budget", mode="before")
@@ -128,6 +134,8 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
         out["auth"] = _flag(env["SQLML_AUTH"])
     if "SQLML_BATCHING" in env:
         out["batching"] = _flag(env["SQLML_BATCHING"])
+    if env.get("SQLML_MODEL_PROCESSES"):
+        out["model_processes"] = [m.strip() for m in env["SQLML_MODEL_PROCESSES"].split(",") if m.strip()]
     if env.get("SQLML_PLUGINS"):
         out["plugins"] = [m.strip() for m in env["SQLML_PLUGINS"].split(",") if m.strip()]
     tokens: dict[str, list[str]] = {}
