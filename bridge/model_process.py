@@ -127,8 +127,10 @@ class ProcessRuntime(Runtime):
                     hint="retry: the next call loads it again",
                 )
             if self._process is None or self._process.poll() is not None:
+                m = self.manifest
+                log.warning("model %s version %s: its process had ended; starting a new one", m.name, m.version)
                 self._stop()
-                self._start()  # the last call crashed it: a new process for this call
+                self._start()
             try:
                 return self._exchange(operation, *args)
             finally:

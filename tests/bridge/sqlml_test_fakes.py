@@ -21,11 +21,12 @@ from sqlml.bridge.manifest import Batching, Column, Manifest, Signature
 from sqlml.bridge.registry import Registry
 from sqlml.bridge.runtimes import register_runtime
 from sqlml.bridge.runtimes.base import Runtime
+from tests.call_gauge import CallGauge
 
 CALLS: list[tuple[str, int]] = []  # (model, rows) of every predict call in this process
-MOST_AT_ONCE: dict[str, int] = {}  # model -> the most predict calls that ever ran at the same time
-_running: dict[str, int] = {}
 _calls_lock = threading.Lock()
+GAUGE = CallGauge()
+MOST_AT_ONCE = GAUGE.most  # model -> the most predict or explain calls that ever ran at the same time
 
 
 class SumRuntime(Runtime):
@@ -41,16 +42,10 @@ class SumRuntime(Runtime):
     @contextmanager
     def _counted(self, batch: pa.Table) -> Iterator[None]:
         """Record the call in CALLS and how many calls of this model ran at once (MOST_AT_ONCE)."""
-        name = self.manifest.name
         with _calls_lock:
-            CALLS.append((name, batch.num_rows))
-            _running[name] = _running.get(name, 0) + 1
-            MOST_AT_ONCE[name] = max(MOST_AT_ONCE.get(name, 0), _running[name])
-        try:
+            CALLS.append((self.manifest.name, batch.num_rows))
+        with GAUGE.inside(self.manifest.name):
             yield
-        finally:
-            with _calls_lock:
-                _running[name] -= 1
 
     def _predict(self, batch: pa.Table) -> pa.Table:
         if self.manifest.params.get("fail_on_negative") and (pc.min(batch.column("a")).as_py() or 0) < 0:

@@ -14,6 +14,7 @@ from sqlml.bridge.host import HostEvents, ModelHost
 from sqlml.bridge.registry import Registry
 from sqlml.bridge.runtimes import register_runtime
 from sqlml.errors import InvalidInput, ModelLoadError, SqlmlError
+from tests.call_gauge import CallGauge
 
 from .conftest import SumRuntime, publish_sum, sum_manifest
 
@@ -129,17 +130,11 @@ class _MeetingSum(SumRuntime):
 class _CountedSum(SumRuntime):
     """Not thread-safe (the default): records how many calls were inside predict at once."""
 
-    inside = 0
-    most = 0
-    lock = threading.Lock()
+    gauge = CallGauge()
 
     def predict(self, batch: pa.Table) -> pa.Table:
-        with self.lock:
-            type(self).inside += 1
-            type(self).most = max(type(self).most, type(self).inside)
-        time.sleep(0.05)
-        with self.lock:
-            type(self).inside -= 1
+        with self.gauge.inside(self.manifest.name):
+            time.sleep(0.05)
         return super().predict(batch)
 
 
@@ -177,4 +172,4 @@ def test_other_runtimes_get_one_call_at_a_time(registry: Registry, tmp_path: Pat
     host = ModelHost(registry)
     host.get("counted")
     assert _predict_from_threads(host, "counted", 4) == [[1.0], [2.0], [3.0], [4.0]]
-    assert _CountedSum.most == 1
+    assert _CountedSum.gauge.most["counted"] == 1

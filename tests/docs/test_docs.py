@@ -100,3 +100,13 @@ def test_every_runtime_param_is_documented() -> None:
     assert read_params >= {"precision", "max_length"}
     missing = sorted(name for name in read_params if f"| `{name}` |" not in docs)
     assert not missing, f"docs/http-api.md does not document the runtime params: {missing}"
+
+
+@pytest.mark.parametrize("doc", ["README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md"))])
+def test_relative_links_point_at_files_that_exist(doc: str) -> None:
+    """`[text](path)` and `[text](path#anchor)` links to files in this repository resolve."""
+    base = (ROOT / doc).parent
+    targets = re.findall(r"\]\(([^)\s]+)\)", read(doc))
+    local = [t.split("#")[0] for t in targets if not re.match(r"^[a-z]+:", t) and not t.startswith("#")]
+    missing = sorted({t for t in local if t and not (base / t).exists()})
+    assert not missing, f"{doc} links to missing files: {missing}"
