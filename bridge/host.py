@@ -42,6 +42,7 @@ class HostEvents:
     def load_failed(self, name: str, version: int, error: SqlmlError) -> None: ...
     def waited_for_load(self, name: str, version: int, seconds: float) -> None: ...
     def unloaded(self, name: str, version: int, seconds: float) -> None: ...
+    def model_process_crashed(self, name: str, version: int, how: str) -> None: ...
 
 
 @dataclass
@@ -162,7 +163,10 @@ class ModelHost:
     def _runtime(self, manifest: Manifest, path: Path) -> Runtime:
         cls = runtime_class(manifest.runtime)
         if manifest.runtime in self.model_processes or "*" in self.model_processes:
-            return ProcessRuntime(manifest, path, cls)
+            name, version = manifest.name, manifest.version
+            return ProcessRuntime(
+                manifest, path, cls, on_crash=lambda how: self.events.model_process_crashed(name, version, how)
+            )
         return cls(manifest, path)
 
     def _evict_over_budget(self, keep: tuple[str, int]) -> None:

@@ -59,6 +59,12 @@ class BridgeMetrics(HostEvents):
             buckets=LOAD_BUCKETS,
             registry=r,
         )
+        self.process_crashes = Counter(
+            "sqlml_model_process_crashes",
+            "Model processes (model_processes) that ended other than by unload: a native crash, the OOM killer",
+            ["model", "version"],
+            registry=r,
+        )
         self.requests = Counter(
             "sqlml_requests",
             "Model requests by model, version and operation",
@@ -119,6 +125,9 @@ class BridgeMetrics(HostEvents):
 
     def unloaded(self, name: str, version: int, seconds: float) -> None:
         self.unload_seconds.labels(name).observe(seconds)
+
+    def model_process_crashed(self, name: str, version: int, how: str) -> None:
+        self.process_crashes.labels(name, str(version)).inc()
 
     # -- requests --------------------------------------------------------------------------
 

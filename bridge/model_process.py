@@ -35,6 +35,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, ClassVar
@@ -56,9 +57,12 @@ class ProcessRuntime(Runtime):
     name = "process"
     thread_safe: ClassVar[bool] = False  # one call at a time over the pipe
 
-    def __init__(self, manifest: Manifest, path: Path, inner: type[Runtime]):
+    def __init__(
+        self, manifest: Manifest, path: Path, inner: type[Runtime], on_crash: Callable[[str], None] | None = None
+    ):
         super().__init__(manifest, path)
         self.inner = inner
+        self.on_crash = on_crash  # told how the process ended, when it ends other than by unload
         self._process: subprocess.Popen[bytes] | None = None
         self._connection: Connection | None = None
         self._nbytes = 0
@@ -126,6 +130,8 @@ class ProcessRuntime(Runtime):
                     f'model "{self.manifest.name}" version {self.manifest.version} was unloaded while this call waited',
                     hint="retry: the next call loads it again",
                 )
+            if self._process is not None and self._process.poll() is not None:  # it ended between calls
+                self._report_crash(_describe_exit(self._process.returncode))
             if self._process is None or self._process.poll() is not None:
                 m = self.manifest
                 log.warning("model %s version %s: its process had ended; starting a new one", m.name, m.version)
@@ -153,6 +159,7 @@ class ProcessRuntime(Runtime):
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._process.wait(STOP_SECONDS)
         how = _describe_exit(self._process.returncode)
+        self._report_crash(how)
         self._stop()
         m = self.manifest
         return SqlmlError(  # a 500: the model failed, not the caller
@@ -160,6 +167,11 @@ class ProcessRuntime(Runtime):
             hint="the next call starts a new process; the bridge's log and the kernel's (dmesg) may say why",
             detail={"model": m.name, "version": m.version},
         )
+
+    def _report_crash(self, how: str) -> None:
+        log.error("model %s version %s: its process %s", self.manifest.name, self.manifest.version, how)
+        if self.on_crash is not None:
+            self.on_crash(how)
 
     def _stop(self) -> None:
         """Ask the child to unload and exit; it is waited for (and killed if it hangs) in the

@@ -14,7 +14,7 @@ import httpx
 import pyarrow as pa
 import pytest
 
-from sqlml.bridge.host import ModelHost
+from sqlml.bridge.host import HostEvents, ModelHost
 from sqlml.bridge.model_process import ProcessRuntime
 from sqlml.bridge.registry import Registry
 from sqlml.bridge.settings import BridgeSettings
@@ -37,9 +37,22 @@ def store(tmp_path: Path) -> Registry:
     return registry
 
 
+class CrashLog(HostEvents):
+    def __init__(self) -> None:
+        self.crashes: list[tuple[str, int, str]] = []
+
+    def model_process_crashed(self, name: str, version: int, how: str) -> None:
+        self.crashes.append((name, version, how))
+
+
 @pytest.fixture
-def host(store: Registry) -> Iterator[ModelHost]:
-    host = ModelHost(store, model_processes=["*"])
+def crash_log() -> CrashLog:
+    return CrashLog()
+
+
+@pytest.fixture
+def host(store: Registry, crash_log: CrashLog) -> Iterator[ModelHost]:
+    host = ModelHost(store, model_processes=["*"], events=crash_log)
     yield host
     for name in {name for name, _ in host.loaded()}:
         host.unload(name)
@@ -108,14 +121,17 @@ def test_the_budget_counts_the_processes_resident_memory(host: ModelHost) -> Non
     assert host.loaded_bytes() == model.nbytes
 
 
-def test_unload_stops_the_process(host: ModelHost) -> None:
+def test_unload_stops_the_process(host: ModelHost, crash_log: CrashLog) -> None:
     pid = process_of(host, "sum").pid
     assert pid is not None
     assert host.unload("sum") == 1
     assert gone(pid)
+    assert crash_log.crashes == []  # an unload is no crash
 
 
-def test_a_killed_process_fails_its_call_clearly_and_the_next_call_starts_a_new_one(host: ModelHost) -> None:
+def test_a_killed_process_fails_its_call_clearly_and_the_next_call_starts_a_new_one(
+    host: ModelHost, crash_log: CrashLog
+) -> None:
     slow = process_of(host, "slow")
     first = slow.pid
     assert first is not None
@@ -138,6 +154,18 @@ def test_a_killed_process_fails_its_call_clearly_and_the_next_call_starts_a_new_
     assert "next call starts a new process" in str(errors[0])
     assert host.predict("slow", pa.table({"a": [1.0], "b": [2.0]})).column("total").to_pylist() == [3.0]
     assert slow.pid not in (None, first)
+    assert crash_log.crashes == [("slow", 1, "was killed by SIGKILL")]
+
+
+def test_a_process_that_died_between_calls_is_replaced_by_the_next_call(host: ModelHost, crash_log: CrashLog) -> None:
+    runtime = process_of(host, "sum")
+    first = runtime.pid
+    assert first is not None
+    os.kill(first, signal.SIGKILL)  # as the OOM killer would, while the model is idle
+    assert gone(first)
+    assert host.predict("sum", ROWS).column("total").to_pylist() == [13.0, None, 12.0]
+    assert runtime.pid not in (None, first)
+    assert crash_log.crashes == [("sum", 1, "was killed by SIGKILL")]
 
 
 def test_unload_during_a_call_lets_it_finish_then_stops_the_process(host: ModelHost) -> None:
@@ -195,6 +223,7 @@ def test_a_real_bridge_survives_its_model_process_being_killed(
         error = answers[0].json()["error"]
         assert error["code"] == "internal_error"
         assert "its process was killed by SIGKILL during predict" in error["message"]
+        assert bridge.metric("sqlml_model_process_crashes_total", model="slow", version="1") == 1
         assert http.post("/v1/models/sum/predict", json=body).json()["rows"] == [{"total": 13.0}]
         seen = model_processes_of(bridge)
     bridge.stop()
