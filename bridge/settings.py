@@ -77,6 +77,12 @@ class BridgeSettings(BaseModel):
     )
     jobs_db: str | None = Field(default=None, description="training job store (SQLite); default $SQLML_HOME/jobs")
 
+    @field_validator("plugins", "model_processes", mode="before")
+    @classmethod
+    def _names(cls, value: Any) -> Any:
+        """A comma-separated string (the environment, the command line) is a list of names."""
+        return [name.strip() for name in value.split(",") if name.strip()] if isinstance(value, str) else value
+
     @field_validator("memory_budget", mode="before")
     @classmethod
     def _size(cls, value: Any) -> int | None:
@@ -126,6 +132,8 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
         "SQLML_MAX_BODY_BYTES": "max_body_bytes",
         "SQLML_MAX_PENDING_PER_MODEL": "max_pending_per_model",
         "SQLML_JOBS_DB": "jobs_db",
+        "SQLML_PLUGINS": "plugins",  # comma-separated, as is the next: BridgeSettings._names splits them
+        "SQLML_MODEL_PROCESSES": "model_processes",
     }
     for var, field in simple.items():
         if env.get(var):
@@ -134,10 +142,6 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
         out["auth"] = _flag(env["SQLML_AUTH"])
     if "SQLML_BATCHING" in env:
         out["batching"] = _flag(env["SQLML_BATCHING"])
-    if env.get("SQLML_MODEL_PROCESSES"):
-        out["model_processes"] = [m.strip() for m in env["SQLML_MODEL_PROCESSES"].split(",") if m.strip()]
-    if env.get("SQLML_PLUGINS"):
-        out["plugins"] = [m.strip() for m in env["SQLML_PLUGINS"].split(",") if m.strip()]
     tokens: dict[str, list[str]] = {}
     if env.get("SQLML_TOKENS_FILE"):
         tokens.update(json.loads(Path(env["SQLML_TOKENS_FILE"]).read_text()))

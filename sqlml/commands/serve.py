@@ -20,6 +20,11 @@ def serve(
     memory_budget: str | None = typer.Option(None, help="e.g. 2GB; LRU eviction above it [env SQLML_MEMORY_BUDGET]"),
     no_auth: bool = typer.Option(False, "--no-auth", help="accept requests without a token (demo only)"),
     no_batching: bool = typer.Option(False, "--no-batching", help="turn dynamic batching off (benchmarks)"),
+    model_processes: str | None = typer.Option(
+        None,
+        help='runtimes whose models each run in a process of their own, e.g. "sentiment" or "*" '
+        "[env SQLML_MODEL_PROCESSES]",
+    ),
     config: Path | None = typer.Option(None, help="JSON or YAML settings file [env SQLML_BRIDGE_CONFIG]"),
     log_level: str = typer.Option("info", help="uvicorn log level"),
 ) -> None:
@@ -34,6 +39,8 @@ def serve(
         overrides["auth"] = False
     if no_batching:
         overrides["batching"] = False
+    if model_processes is not None:
+        overrides["model_processes"] = model_processes  # comma-separated, split by the settings
     settings = BridgeSettings.load(config, None, **overrides)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if settings.auth and not settings.tokens:

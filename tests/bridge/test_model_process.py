@@ -235,7 +235,7 @@ def test_a_real_bridge_survives_its_model_process_being_killed(
 def test_model_processes_end_when_their_bridge_is_killed(
     store: Registry, bridge_factory: Callable[..., BridgeProcess]
 ) -> None:
-    bridge = bridge_factory(store.url, "--no-auth", env={"SQLML_MODEL_PROCESSES": "*"})
+    bridge = bridge_factory(store.url, "--no-auth", "--model-processes", "*")
     httpx.post(f"{bridge.url}/v1/models/sum/predict", json={"rows": [{"a": 1.0, "b": 2.0}]}, timeout=30)
     (child,) = model_processes_of(bridge)
     bridge.kill()
