@@ -212,10 +212,10 @@ def test_a_real_bridge_survives_its_model_process_being_killed(
         answers: list[httpx.Response] = []
         worker = threading.Thread(target=lambda: answers.append(http.post("/v1/models/slow/predict", json=body)))
         worker.start()
-        deadline = time.monotonic() + 10
-        while len(model_processes_of(bridge)) < 2 and time.monotonic() < deadline:
+        deadline = time.monotonic() + 20
+        while not http.get("/v1/models/slow").json()["loaded"] and time.monotonic() < deadline:
             time.sleep(0.05)
-        time.sleep(1.0)  # loaded, and the call is in the child's 3 s sleep
+        time.sleep(0.5)  # loaded, and the call is in the child's 3 s sleep
         (slow_process,) = set(model_processes_of(bridge)) - {sum_process}
         os.kill(slow_process, signal.SIGKILL)
         worker.join(20)
