@@ -199,20 +199,26 @@ def main() -> None:
 
 
 def forward_ms_per_text(host: ModelHost, model: str, batch: int) -> tuple[float, float]:
-    """Milliseconds per text of the runtime's predict, one text per call and `batch` per call
-    (the median of 5 timings of each, after a warm-up)."""
+    """Milliseconds per text of the runtime's predict, one text per call (the clients' texts in
+    turn, as the off side gets them) and `batch` texts per call: medians of 5 timings of each,
+    taken in turns after a warm-up, so a drift in the machine's speed touches both alike."""
     runtime = host.get(model).runtime
-    timings: dict[int, list[float]] = {1: [], batch: []}
-    for size in (1, batch):
-        table = pa.table({"text": [TEXTS[i % len(TEXTS)] for i in range(size)]})
-        calls = max(2, 48 // size)
-        runtime.predict(table)
-        for _ in range(5):
-            started = time.perf_counter()
-            for _ in range(calls):
-                runtime.predict(table)
-            timings[size].append((time.perf_counter() - started) * 1000 / (calls * size))
-    return statistics.median(timings[1]), statistics.median(timings[batch])
+    singles = [pa.table({"text": [text]}) for text in TEXTS]
+    batched = [pa.table({"text": [TEXTS[i % len(TEXTS)] for i in range(batch)]})]
+
+    def per_text(tables: list[pa.Table], calls: int) -> float:
+        started = time.perf_counter()
+        for i in range(calls):
+            runtime.predict(tables[i % len(tables)])
+        return (time.perf_counter() - started) * 1000 / (calls * tables[0].num_rows)
+
+    per_text(singles, len(singles))
+    per_text(batched, 1)
+    ones, batches = [], []
+    for _ in range(5):
+        ones.append(per_text(singles, 48))
+        batches.append(per_text(batched, max(2, 48 // batch)))
+    return statistics.median(ones), statistics.median(batches)
 
 
 def _print_setup(device: str, model_processes: bool) -> None:
