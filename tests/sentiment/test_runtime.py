@@ -175,3 +175,20 @@ def test_device_auto_follows_what_torch_sees_and_a_missing_gpu_is_a_clear_load_e
             with_device("cuda").load()
     with pytest.raises(ValueError, match=r"params\.device must be auto, cpu, cuda or cuda:N, not 'tpu'"):
         with_device("tpu").load()
+
+
+def test_a_model_process_scores_as_the_bridges_own_process_does(registry: Registry, fixed_thresholds: Manifest) -> None:
+    """`model_processes`: the real runtime in a child process (PyTorch imported there)."""
+    batch = pa.table({"text": pa.array([*TEXTS, None, ""], pa.string())})
+    here = ModelHost(registry)
+    there = ModelHost(registry, model_processes=["sentiment"])
+    try:
+        expected = here.predict("sentiment_fixed", batch).to_pylist()
+        got = there.predict("sentiment_fixed", batch).to_pylist()
+        assert [row["label"] for row in got] == [row["label"] for row in expected]
+        assert [row["confidence"] for row in got] == pytest.approx([row["confidence"] for row in expected], abs=1e-6)
+        in_process = here.get("sentiment_fixed")
+        child = there.get("sentiment_fixed")
+        assert child.nbytes > in_process.nbytes  # the child's resident memory, PyTorch and all
+    finally:
+        there.unload("sentiment_fixed")
