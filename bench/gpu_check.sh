@@ -127,9 +127,10 @@ if [[ " $STEPS " == *" batching "* ]]; then
     "$PYTHON" -c "import fastapi, uvicorn, pydantic, sqlml.bridge.app" \
         || { echo "the bridge does not import with the exported wheels" >&2; exit 2; }
     for served in ${SERVED:-bridge process}; do
-        echo "batching bench: bridge with the sentiment runtime on $DEVICE, ${ROUNDS:-3} rounds, models in the $served"
         flag=()
-        [[ "$served" == process ]] && flag=(--model-processes)
+        where="in the bridge's process"
+        [[ "$served" == process ]] && flag=(--model-processes) && where="in model processes of their own"
+        echo "batching bench: bridge with the sentiment runtime on $DEVICE, ${ROUNDS:-3} rounds, models $where"
         "$PYTHON" "$HERE/batching.py" --device "$DEVICE" --tokenizer "$DATA_DIR/tokenizer" --rounds "${ROUNDS:-3}" \
             "${flag[@]}"
     done
