@@ -73,6 +73,11 @@ class ProcessRuntime(Runtime):
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
 
+    @property
+    def running(self) -> bool:
+        """Whether the model's process is up (one that has ended is reaped here)."""
+        return self._process is not None and self._process.poll() is None
+
     # -- Runtime ---------------------------------------------------------------------------
 
     def load(self) -> None:

@@ -162,7 +162,12 @@ def test_a_process_that_died_between_calls_is_replaced_by_the_next_call(host: Mo
     first = runtime.pid
     assert first is not None
     os.kill(first, signal.SIGKILL)  # as the OOM killer would, while the model is idle
-    assert gone(first)
+    # Not `gone(first)`: /proc shows a zombie leader while its other threads still exit, and until
+    # they have, the process cannot be reaped and a call could still reach its socket.
+    deadline = time.monotonic() + 10
+    while runtime.running and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not runtime.running
     assert host.predict("sum", ROWS).column("total").to_pylist() == [13.0, None, 12.0]
     assert runtime.pid not in (None, first)
     assert crash_log.crashes == [("sum", 1, "was killed by SIGKILL")]
