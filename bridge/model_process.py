@@ -42,6 +42,7 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
+from sqlml.bridge.exit_status import describe_exit
 from sqlml.bridge.manifest import Manifest
 from sqlml.bridge.runtimes.base import Runtime
 from sqlml.errors import SqlmlError, Unavailable
@@ -54,7 +55,7 @@ STOP_SECONDS = 10.0  # how long a closing child may take before it is killed
 class ProcessRuntime(Runtime):
     """`inner`'s class, loaded and called in a child process."""
 
-    name = "process"
+    name = "process"  # never named in a manifest: the host wraps the manifest's runtime in it
     thread_safe: ClassVar[bool] = False  # one call at a time over the pipe
 
     def __init__(
@@ -136,11 +137,9 @@ class ProcessRuntime(Runtime):
                     hint="retry: the next call loads it again",
                 )
             if self._process is not None and self._process.poll() is not None:  # it ended between calls
-                self._report_crash(_describe_exit(self._process.returncode))
-            if self._process is None or self._process.poll() is not None:
-                m = self.manifest
-                log.warning("model %s version %s: its process had ended; starting a new one", m.name, m.version)
+                self._report_crash(describe_exit(self._process.returncode))
                 self._stop()
+            if self._process is None:  # it ended, during the last call or since: a new one for this call
                 self._start()
             try:
                 return self._exchange(operation, *args)
@@ -163,7 +162,7 @@ class ProcessRuntime(Runtime):
         assert self._process is not None
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._process.wait(STOP_SECONDS)
-        how = _describe_exit(self._process.returncode)
+        how = describe_exit(self._process.returncode)
         self._report_crash(how)
         self._stop()
         m = self.manifest
@@ -174,7 +173,12 @@ class ProcessRuntime(Runtime):
         )
 
     def _report_crash(self, how: str) -> None:
-        log.error("model %s version %s: its process %s", self.manifest.name, self.manifest.version, how)
+        log.error(
+            "model %s version %s: its process %s; the next call starts a new one",
+            self.manifest.name,
+            self.manifest.version,
+            how,
+        )
         if self.on_crash is not None:
             self.on_crash(how)
 
@@ -208,17 +212,6 @@ def _rebuild(error: Any) -> BaseException:
         if isinstance(rebuilt, BaseException):
             return rebuilt
     return RuntimeError(str(error))
-
-
-def _describe_exit(code: int | None) -> str:
-    if code is None:
-        return "stopped answering"
-    if code < 0:
-        try:
-            return f"was killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"was killed by signal {-code}"
-    return f"exited with status {code}"
 
 
 def _resident_bytes(pid: int | None) -> int:

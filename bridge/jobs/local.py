@@ -21,6 +21,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from sqlml.bridge.exit_status import describe_exit
 from sqlml.bridge.jobs.store import JobStore
 
 LOG_TAIL_BYTES = 4000
@@ -70,7 +71,7 @@ class LocalLauncher:
         record = self.store.get(job_id)
         if record.final:
             return
-        how = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        how = describe_exit(code)
         tail = _log_tail(Path(record.log_path))
         self.store.finish(job_id, "failed", error=f"the worker {how}; last log lines:\n{tail}", message=f"worker {how}")
 
