@@ -15,6 +15,9 @@ batch down to the offending rows so that one bad row does not cost the other ten
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import http.client
 import json
 import re
@@ -53,8 +56,14 @@ SQLSTATES: dict[str, str] = {
 # find the rows responsible. Other failures (bridge down, timeout) affect every row alike.
 ROW_LEVEL_CODES = frozenset({"invalid_input", "bad_request"})
 
-MODEL_REF = re.compile(r"^[a-z][a-z0-9_]{0,62}(:[A-Za-z0-9_.-]{1,64})?$")
-IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+# Copies of sqlml/naming.py's rules (this module may import only the standard library); a drift test
+# (tests/security/test_name_rules.py) compares them with the originals.
+NAME_RULE = r"[a-z][a-z0-9_]{0,62}"
+NAME = re.compile(NAME_RULE + r"\Z")
+MODEL_REF = re.compile(NAME_RULE + r"(?::(?:[0-9]{1,9}|" + NAME_RULE + r"))?\Z")
+RESERVED_ALIASES = frozenset({"latest"})
+IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}\Z")
+DEFAULT_BRIDGE_URL = "http://127.0.0.1:8765"
 STATUS_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -87,6 +96,8 @@ RESERVED_FUNCTIONS = frozenset(
         "rollback",
         "set_token",
         "health",
+        "grant",
+        "revoke",
     }
 )
 
@@ -133,31 +144,53 @@ class Settings:
     on_error: str
     sentiment_model: str
     token: str | None = None
+    # Set when a token is stored for this role but bound to another URL than this session's: the
+    # token is then withheld, and a 401 says where it would have gone.
+    withheld_for: str | None = None
 
 
 SETTINGS_SQL = """
-SELECT current_setting('sqlml.bridge_url', true) AS bridge_url,
-       current_setting('sqlml.timeout_ms', true) AS timeout_ms,
-       current_setting('sqlml.batch_size', true) AS batch_size,
-       current_setting('sqlml.on_error', true) AS on_error,
-       current_setting('sqlml.sentiment_model', true) AS sentiment_model
+SELECT pg_catalog.current_setting('sqlml.bridge_url', true) AS bridge_url,
+       pg_catalog.current_setting('sqlml.timeout_ms', true) AS timeout_ms,
+       pg_catalog.current_setting('sqlml.batch_size', true) AS batch_size,
+       pg_catalog.current_setting('sqlml.on_error', true) AS on_error,
+       pg_catalog.current_setting('sqlml.sentiment_model', true) AS sentiment_model,
+       session_user AS login
 """
 
-# The most specific token for the login role: its own, else one of a role it belongs to, else the
-# default ('*', stored as role 0). Runs only inside SECURITY DEFINER functions owned by the
-# extension owner, the one role that can read the private table.
+# The tokens that may apply to the login role, most specific first: tokens stored for the role or a
+# role it is a member of (nearest first; membership read from pg_auth_members, so a superuser is not
+# counted as a member of every role, as pg_has_role would), then the default (role 0). Each row
+# also carries the models granted to the role and its groups (ml.grant). Runs only inside SECURITY
+# DEFINER functions owned by the extension owner, the one role that can read the private tables.
 TOKEN_SQL = """
-SELECT t.token
-  FROM sqlml_private.bridge_tokens t LEFT JOIN pg_catalog.pg_roles r ON r.oid = t.role_oid
- WHERE CASE WHEN t.role_oid = 0 THEN true
-            WHEN r.oid IS NULL THEN false
-            ELSE pg_catalog.pg_has_role(session_user, r.oid, 'MEMBER') END
- ORDER BY (r.rolname = session_user) IS TRUE DESC, t.role_oid = 0 ASC, r.rolname
- LIMIT 1
+WITH RECURSIVE member_of(roleid, depth) AS (
+    SELECT r.oid, 0 FROM pg_catalog.pg_roles r WHERE r.rolname = session_user
+  UNION ALL
+    SELECT m.roleid, g.depth + 1
+      FROM pg_catalog.pg_auth_members m JOIN member_of g ON m.member = g.roleid
+     WHERE g.depth < 32
+), nearest AS (
+    SELECT roleid, pg_catalog.min(depth) AS depth FROM member_of GROUP BY roleid
+)
+SELECT t.token, t.bridge_url, n.depth,
+       (SELECT pg_catalog.array_agg(DISTINCT g.model ORDER BY g.model)
+          FROM sqlml_private.model_grants g JOIN nearest n2 ON n2.roleid = g.role_oid) AS grants
+  FROM sqlml_private.bridge_tokens t LEFT JOIN nearest n ON n.roleid = t.role_oid
+ WHERE t.role_oid = 0 OR n.roleid IS NOT NULL
+ ORDER BY t.role_oid = 0, n.depth, t.role_oid
 """
 
 _plans: dict[str, Any] = {}
-_token_cache: dict[str, tuple[float, str | None]] = {}
+_token_cache: dict[str, tuple[float, Credential | None]] = {}
+
+
+@dataclass(frozen=True)
+class Credential:
+    """A bearer token and the one bridge URL it may be sent to."""
+
+    token: str
+    bridge_url: str
 
 
 def _plan(plpy: Any, sql: str) -> Any:
@@ -168,22 +201,47 @@ def _plan(plpy: Any, sql: str) -> Any:
 
 
 def read_settings(plpy: Any, with_token: bool = True) -> Settings:
-    """The `sqlml.*` settings in effect now (session, role or database), checked."""
+    """The `sqlml.*` settings in effect now (session, role or database), checked.
+
+    The token is attached only when this session's bridge URL is the one stored with it: a role that
+    may change `sqlml.bridge_url` can point its own calls elsewhere, but never the token."""
     row = plpy.execute(_plan(plpy, SETTINGS_SQL))[0]
-    url = (row["bridge_url"] or "http://127.0.0.1:8765").strip().rstrip("/")
-    if not url.startswith(("http://", "https://")):
-        raise BridgeError(
-            "invalid_setting",
-            f"sqlml.bridge_url must be an http(s) URL, got {url!r}",
-            hint="SET sqlml.bridge_url = 'http://host:port'",
-        )
+    credential = _credential(plpy, row["login"]) if with_token else None
+    configured = (row["bridge_url"] or "").strip()
+    url = normalize_url(configured) if configured else (credential.bridge_url if credential else DEFAULT_BRIDGE_URL)
     timeout_ms = _int_setting("sqlml.timeout_ms", row["timeout_ms"], 5000, 1, 3_600_000)
     batch_size = _int_setting("sqlml.batch_size", row["batch_size"], 10_000, 1, 1_000_000)
     on_error = (row["on_error"] or "raise").strip().lower()
     if on_error not in ("raise", "null"):
         raise BridgeError("invalid_setting", f"sqlml.on_error must be 'raise' or 'null', got {on_error!r}")
-    token = _token(plpy) if with_token else None
-    return Settings(url, timeout_ms, batch_size, on_error, row["sentiment_model"] or "sentiment", token)
+    token = credential.token if credential and credential.bridge_url == url else None
+    withheld = credential.bridge_url if credential and token is None else None
+    return Settings(url, timeout_ms, batch_size, on_error, row["sentiment_model"] or "sentiment", token, withheld)
+
+
+def normalize_url(text: str) -> str:
+    """A bridge URL in the one form tokens are bound to: scheme and host lowercased, no trailing '/'.
+    Anything but a plain http(s) URL (query, fragment, user info) is refused."""
+    parsed = urllib.parse.urlsplit(text.strip())
+    if (
+        parsed.scheme.lower() not in ("http", "https")
+        or not parsed.hostname
+        or parsed.username is not None
+        or parsed.query
+        or parsed.fragment
+    ):
+        raise BridgeError(
+            "invalid_setting",
+            f"sqlml.bridge_url must be an http(s) URL like http://host:port, got {text[:200]!r}",
+            hint="SET sqlml.bridge_url = 'http://host:port'",
+        )
+    try:
+        port = parsed.port
+    except ValueError:
+        raise BridgeError("invalid_setting", f"the bridge URL {text[:200]!r} has an invalid port") from None
+    host = parsed.hostname.lower()
+    netloc = (f"[{host}]" if ":" in host else host) + (f":{port}" if port is not None else "")
+    return f"{parsed.scheme.lower()}://{netloc}{parsed.path.rstrip('/')}"
 
 
 def _int_setting(name: str, text: str | None, default: int, low: int, high: int) -> int:
@@ -198,18 +256,49 @@ def _int_setting(name: str, text: str | None, default: int, low: int, high: int)
     return value
 
 
-def _token(plpy: Any) -> str | None:
-    cached = _token_cache.get("token")
+def _credential(plpy: Any, login: str) -> Credential | None:
+    """The token for the login role, cached for a few seconds per role (one query per row else)."""
+    cached = _token_cache.get(login)
     if cached and cached[0] > time.monotonic():
         return cached[1]
-    rows = plpy.execute(_plan(plpy, TOKEN_SQL))
-    token = rows[0]["token"] if len(rows) else None
-    _token_cache["token"] = (time.monotonic() + TOKEN_CACHE_SECONDS, token)
-    return token
+    credential = choose_credential(list(plpy.execute(_plan(plpy, TOKEN_SQL))), login)
+    _token_cache[login] = (time.monotonic() + TOKEN_CACHE_SECONDS, credential)
+    return credential
+
+
+def choose_credential(rows: Sequence[Any], login: str) -> Credential | None:
+    """From TOKEN_SQL's rows: a token stored for the role (or its nearest group) as is; else, for a
+    role with per-model grants, the default token narrowed to those models; else the default."""
+    own = [r for r in rows if r["depth"] is not None]
+    if own:
+        return Credential(own[0]["token"], own[0]["bridge_url"])
+    default = rows[-1] if rows else None
+    if default is None:
+        return None
+    grants = list(default["grants"] or [])
+    if grants:
+        scopes = [f"predict:{model}" for model in grants]
+        return Credential(derive_token(default["token"], scopes, login), default["bridge_url"])
+    return Credential(default["token"], default["bridge_url"])
+
+
+DERIVED_PREFIX = "sqlmld1."
+
+
+def derive_token(parent: str, scopes: Sequence[str], subject: str) -> str:
+    """A token the bridge accepts with at most `scopes` (and never more than `parent` holds),
+    made without asking the bridge: an HMAC of the scopes keyed by the parent token. The format is
+    the bridge's (sqlml.bridge.auth.derive_token); a test compares the two."""
+    payload = {"p": hashlib.sha256(parent.encode()).hexdigest()[:16], "s": sorted(scopes), "sub": subject}
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    encoded = base64.urlsafe_b64encode(text.encode()).rstrip(b"=").decode()
+    mac = hmac.new(parent.encode(), encoded.encode(), hashlib.sha256).hexdigest()
+    return f"{DERIVED_PREFIX}{encoded}.{mac}"
 
 
 def forget_token() -> None:
-    """Called by ml.set_token() so this session sees a new token at once (others within 5 s)."""
+    """Called by ml.set_token() and ml.grant() so this session sees the change at once (others
+    within TOKEN_CACHE_SECONDS)."""
     _token_cache.clear()
 
 
@@ -300,8 +389,32 @@ class Bridge:
                 ) from None
             if response.will_close:
                 self._drop()
-            return _decode(url, response.status, data)
+            try:
+                return _decode(url, response.status, data)
+            except BridgeError as error:
+                if error.code in ("unauthorized", "forbidden"):
+                    error.hint = self._auth_hint(error.code)
+                raise
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _auth_hint(self, code: str) -> str:
+        """What to do about a 401 or 403, in SQL terms."""
+        settings = self.settings
+        if code == "forbidden":
+            return (
+                "the bridge token this role uses lacks that scope: an sqlml_admin grants a model with "
+                "SELECT ml.grant('<model>', '<role>'), the extension owner stores another token with "
+                "SELECT ml.set_token('<token>', '<role>')"
+            )
+        if settings.withheld_for:
+            return (
+                f"the stored bridge token is only sent to {settings.withheld_for}, and this session's "
+                f"sqlml.bridge_url is {settings.bridge_url}: RESET sqlml.bridge_url, or the extension owner "
+                f"stores a token for this URL with SELECT ml.set_token('<token>', NULL, '{settings.bridge_url}')"
+            )
+        if settings.token:
+            return "the bridge refused the stored token: the extension owner stores a valid one with SELECT ml.set_token('<token>')"
+        return "no bridge token is stored for this role: the extension owner runs SELECT ml.set_token('<token>')"
 
     def predict(self, model: str, rows_json: Sequence[str]) -> list[dict[str, Any] | None]:
         """Score rows given as JSON object texts; one output object per row, in order."""
@@ -673,10 +786,13 @@ def predict_query(plpy: Any, model: str, query: str, key: str) -> Iterator[tuple
     # The caller's query becomes a subquery: one statement, and a data-modifying WITH is rejected
     # by PostgreSQL there ("must be at the top level").
     wrapped = (
-        f"SELECT (q.{key_ident})::text AS sqlml_key, (to_jsonb(q) - {key_literal})::text AS sqlml_features "
-        f"FROM (\n{body}\n) AS q"
+        f"SELECT (q.{key_ident})::pg_catalog.text AS sqlml_key, "
+        f"(pg_catalog.to_jsonb(q) OPERATOR(pg_catalog.-) {key_literal}::pg_catalog.text)::pg_catalog.text"
+        f" AS sqlml_features FROM (\n{body}\n) AS q"
     )
-    score = _plan_typed(plpy, "SELECT ml._predict_rows($1, $2) AS results", ["text", "text"])
+    # Every name this SECURITY INVOKER code adds is schema-qualified: the caller's search_path
+    # resolves only the caller's own query.
+    score = _plan_typed(plpy, "SELECT ml._predict_rows($1, $2) AS results", ["pg_catalog.text", "pg_catalog.text"])
     try:
         cursor = plpy.cursor(wrapped)
         first = _score_query_chunk(plpy, cursor, score, model, settings.batch_size)
@@ -871,10 +987,19 @@ def forecast(
         raise_sql(plpy, error)
 
 
+GRANTEES_SQL = """
+SELECT g.model, pg_catalog.array_agg(r.rolname::pg_catalog.text ORDER BY r.rolname) AS roles
+  FROM sqlml_private.model_grants g JOIN pg_catalog.pg_roles r ON r.oid = g.role_oid
+ GROUP BY g.model
+"""
+
+
 def models(plpy: Any) -> Iterator[dict[str, Any]]:
-    """ml.models(): one row per model the bridge serves."""
+    """ml.models(): one row per model the bridge serves, with the roles granted it (ml.grant)."""
+    grantees = {row["model"]: list(row["roles"]) for row in plpy.execute(_plan(plpy, GRANTEES_SQL))}
     for entry in _model_list(plpy):
         yield {
+            "granted_to": grantees.get(entry.get("name"), []),
             "name": entry.get("name"),
             "version": entry.get("version"),
             "versions": entry.get("versions") or [],
@@ -938,12 +1063,261 @@ def rollback(plpy: Any, model: str, alias: str) -> int | None:
 
 
 def _check_alias(alias: str) -> None:
-    if not isinstance(alias, str) or not re.match(r"^[a-z][a-z0-9_-]{0,62}$", alias):
+    if not isinstance(alias, str) or not NAME.match(alias) or alias in RESERVED_ALIASES:
         raise BridgeError(
             "invalid_name",
             f"invalid alias {str(alias)[:80]!r}",
-            hint="aliases use lowercase letters, digits, '_' and '-'",
+            hint="aliases use lowercase letters, digits and '_', starting with a letter; "
+            f"{', '.join(sorted(RESERVED_ALIASES))} is reserved",
         )
+
+
+def _check_plain_name(name: str, what: str = "model name") -> str:
+    if not isinstance(name, str) or not NAME.match(name):
+        raise BridgeError(
+            "invalid_name",
+            f"invalid {what} {str(name)[:80]!r}",
+            hint="names use lowercase letters, digits and underscores, starting with a letter",
+        )
+    return name
+
+
+# --- tokens and per-model grants -----------------------------------------------------------
+
+
+ROLE_OID_SQL = "SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = $1"
+
+
+def _role_oid(plpy: Any, role_name: str) -> int:
+    found = plpy.execute(_plan_typed(plpy, ROLE_OID_SQL, ["pg_catalog.name"]), [role_name])
+    if not len(found):
+        raise BridgeError("not_found", f"role {role_name!r} does not exist")
+    return int(found[0]["oid"])
+
+
+def set_token(plpy: Any, token: str | None, role_name: str | None, bridge_url: str | None) -> None:
+    """ml.set_token(token, role_name, bridge_url): store (or with a NULL token remove) the token of a
+    role (NULL: the default for every role), bound to one bridge URL: the one given, else this
+    session's sqlml.bridge_url, else the default. The token is never sent anywhere else."""
+    try:
+        role_oid = 0 if role_name is None else _role_oid(plpy, role_name)
+        who = "every role without a token of its own" if role_name is None else f"role {role_name}"
+        if token is None:
+            plpy.execute(
+                _plan_typed(plpy, "DELETE FROM sqlml_private.bridge_tokens WHERE role_oid = $1", ["pg_catalog.oid"]),
+                [role_oid],
+            )
+            plpy.notice(f"sqlml: removed the bridge token of {who}")
+        else:
+            if not token.strip() or len(token) > 4096:
+                raise BridgeError("bad_request", "a bridge token is 1 to 4096 characters")
+            url = normalize_url(bridge_url) if bridge_url else read_settings(plpy, with_token=False).bridge_url
+            plpy.execute(
+                _plan_typed(
+                    plpy,
+                    "INSERT INTO sqlml_private.bridge_tokens (role_oid, token, bridge_url) VALUES ($1, $2, $3) "
+                    "ON CONFLICT (role_oid) DO UPDATE SET token = EXCLUDED.token, bridge_url = EXCLUDED.bridge_url,"
+                    " updated_at = pg_catalog.now()",
+                    ["pg_catalog.oid", "pg_catalog.text", "pg_catalog.text"],
+                ),
+                [role_oid, token, url],
+            )
+            plpy.notice(f"sqlml: the bridge token of {who} is sent only to {url}")
+    except BridgeError as error:
+        raise_sql(plpy, error)
+    forget_token()
+
+
+def grant(plpy: Any, model: str, role_name: str) -> None:
+    """ml.grant(model, role): the role (and its members) may score `model`. A role with grants scores
+    with the default token narrowed to its granted models (a derived token the bridge checks), so it
+    cannot score any other model."""
+    try:
+        _check_plain_name(model)
+        role_oid = _role_oid(plpy, role_name)
+        _settings, bridge = _open(plpy)
+        bridge.call("GET", f"/v1/models/{_quote(model)}")  # a typo fails here, with close names
+        plpy.execute(
+            _plan_typed(
+                plpy,
+                "INSERT INTO sqlml_private.model_grants (model, role_oid) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                ["pg_catalog.text", "pg_catalog.oid"],
+            ),
+            [model, role_oid],
+        )
+        if not len(plpy.execute(_plan(plpy, "SELECT 1 FROM sqlml_private.bridge_tokens WHERE role_oid = 0"))):
+            plpy.warning(
+                "sqlml: grants narrow the default bridge token, and none is stored",
+                hint="the extension owner stores one with SELECT ml.set_token('<token>')",
+            )
+    except BridgeError as error:
+        raise_sql(plpy, error)
+    forget_token()
+
+
+def revoke(plpy: Any, model: str, role_name: str) -> None:
+    """ml.revoke(model, role): undo ml.grant."""
+    try:
+        _check_plain_name(model)
+        removed = plpy.execute(
+            _plan_typed(
+                plpy,
+                "DELETE FROM sqlml_private.model_grants WHERE model = $1 AND role_oid = $2 RETURNING model",
+                ["pg_catalog.text", "pg_catalog.oid"],
+            ),
+            [model, _role_oid(plpy, role_name)],
+        )
+        if not len(removed):
+            plpy.notice(f"sqlml: role {role_name} had no grant of model {model}")
+    except BridgeError as error:
+        raise_sql(plpy, error)
+    forget_token()
+
+
+# --- ml.train: the caller's rows, read with the caller's rights ------------------------------
+
+# ml.train is SECURITY INVOKER: it reads the training query through a cursor as the caller, so the
+# rows are exactly those the caller may SELECT, whatever the query calls. The rows go to the bridge
+# as an upload through two SECURITY DEFINER steps that can read the token but read no data.
+UPLOAD_ROWS_PER_FETCH = 1_000
+UPLOAD_BYTES_PER_REQUEST = 4_000_000
+UPLOAD_ID = re.compile(r"[0-9a-f]{32}\Z")
+SPEC_OPTIONS = ("features", "resources", "metric", "alias")
+
+
+def train(
+    plpy: Any,
+    model: str,
+    task: str,
+    query: str,
+    target: str,
+    params: str | None,
+    backend: str | None,
+    promote: str | None,
+) -> str:
+    """ml.train(...): send the query's rows and a job spec to the bridge; returns the job id."""
+    try:
+        for name, value in (("model", model), ("task", task), ("query", query), ("target", target)):
+            if value is None:
+                raise BridgeError(
+                    "bad_request",
+                    f"{name} must not be NULL",
+                    hint="ml.train(model, task, query, target [, params, backend, promote])",
+                )
+        _check_plain_name(model)
+        body = check_query(query)
+        options = json.loads(params) if params else {}
+        if not isinstance(options, dict):
+            raise BridgeError("bad_request", "params must be a jsonb object", hint="""e.g. '{"n_estimators": 200}'""")
+    except BridgeError as error:
+        raise_sql(plpy, error)
+        raise
+    rows_sql = f"SELECT * FROM (\n{body}\n) AS sqlml_training_rows"
+    try:
+        shape = plpy.execute(rows_sql + " LIMIT 0")
+        columns = [{"name": n, "pg_type": int(t)} for n, t in zip(shape.colnames(), shape.coltypes(), strict=True)]
+    except plpy.SPIError as exc:
+        raise_sql(plpy, from_spi_error(exc))
+        raise
+    if target not in {c["name"] for c in columns}:
+        names = ", ".join(c["name"] for c in columns[:20])
+        raise_sql(plpy, BridgeError("bad_request", f'the query has no column "{target}" (the target)', hint=names))
+    upload_id = _send_rows(plpy, rows_sql, columns)
+    origin = plpy.execute(
+        "SELECT pg_catalog.format('postgres database %s as role %s', pg_catalog.current_database(), current_user) AS o"
+    )[0]["o"]
+    spec: dict[str, Any] = {
+        "model": model,
+        "task": task,
+        "source": {"upload": upload_id, "query": body, "origin": origin},
+        "target": target,
+        "params": options,
+        "backend": backend or "local",
+        "promote": promote or "if_better",
+    }
+    for key in SPEC_OPTIONS:  # a few spec fields may ride in params: one jsonb argument covers them
+        if key in options:
+            spec[key] = options.pop(key)
+    plan = _plan_typed(plpy, "SELECT ml._submit_job($1::pg_catalog.jsonb) AS id", ["pg_catalog.text"])
+    return str(plpy.execute(plan, [json.dumps(spec)])[0]["id"])
+
+
+def _send_rows(plpy: Any, rows_sql: str, columns: list[dict[str, Any]]) -> str:
+    start = _plan_typed(plpy, "SELECT ml._train_upload($1) AS id", ["pg_catalog.text"])
+    append = _plan_typed(plpy, "SELECT ml._train_upload_rows($1, $2) AS n", ["pg_catalog.text", "pg_catalog.text"])
+    upload_id = str(plpy.execute(start, [json.dumps({"columns": columns})])[0]["id"])
+    cursor = plpy.cursor(
+        "SELECT pg_catalog.row_to_json(sqlml_training_rows)::pg_catalog.text AS r FROM (\n"
+        + rows_sql
+        + "\n) AS sqlml_training_rows"
+    )
+    pending: list[str] = []
+    size = sent = 0
+    while True:
+        try:
+            fetched = cursor.fetch(UPLOAD_ROWS_PER_FETCH)
+        except plpy.SPIError as exc:
+            raise_sql(plpy, from_spi_error(exc))
+            raise
+        pending.extend(row["r"] for row in fetched)
+        size += sum(len(row["r"]) for row in fetched)
+        if pending and (size >= UPLOAD_BYTES_PER_REQUEST or len(fetched) < UPLOAD_ROWS_PER_FETCH):
+            plpy.execute(append, [upload_id, '{"rows":[' + ",".join(pending) + "]}"])
+            sent += len(pending)
+            pending, size = [], 0
+        if len(fetched) < UPLOAD_ROWS_PER_FETCH:
+            break
+    if not sent:
+        raise_sql(plpy, BridgeError("bad_request", "the training query returned no rows"))
+    plpy.notice(f"sqlml: sent {sent} training rows to the bridge")
+    return upload_id
+
+
+def upload_start(plpy: Any, columns_json: str) -> str:
+    """ml._train_upload(columns): open an upload on the bridge; returns its id."""
+    _settings, bridge = _open(plpy)
+    try:
+        answer = bridge.call("POST", "/v1/uploads", columns_json)
+        upload_id = answer.get("id") if isinstance(answer, dict) else None
+        if not isinstance(upload_id, str) or not UPLOAD_ID.match(upload_id):
+            raise BridgeError("bad_response", "the bridge answered POST /v1/uploads without an upload id")
+        return upload_id
+    except BridgeError as error:
+        raise_sql(plpy, error)
+        raise
+
+
+def upload_rows(plpy: Any, upload_id: str, rows_json: str) -> int:
+    """ml._train_upload_rows(id, rows): append rows (a JSON {"rows": [...]}) to an upload."""
+    _settings, bridge = _open(plpy)
+    try:
+        if not isinstance(upload_id, str) or not UPLOAD_ID.match(upload_id):
+            raise BridgeError("bad_request", "invalid upload id")
+        answer = bridge.call("POST", f"/v1/uploads/{upload_id}/rows", rows_json)
+        return int(answer.get("rows", 0)) if isinstance(answer, dict) else 0
+    except BridgeError as error:
+        raise_sql(plpy, error)
+        raise
+
+
+def submit_job(plpy: Any, spec_json: str) -> str:
+    """ml._submit_job(spec): POST a job spec whose rows are an upload, and nothing else: this step
+    reads the token, so it never names a source the bridge would read itself (a file, a DSN)."""
+    _settings, bridge = _open(plpy)
+    try:
+        spec = json.loads(spec_json)
+        source = spec.get("source") if isinstance(spec, dict) else None
+        if not isinstance(source, dict) or set(source) - {"upload", "query", "origin"} or "upload" not in source:
+            raise BridgeError(
+                "forbidden",
+                "ml._submit_job only sends rows uploaded by ml.train",
+                hint="call ml.train(model, task, query, target, ...)",
+            )
+        answer = bridge.call("POST", "/v1/jobs", spec)
+        return str(answer["id"])
+    except BridgeError as error:
+        raise_sql(plpy, error)
+        raise
 
 
 # --- ml.sync(): typed per-model functions --------------------------------------------------

@@ -32,9 +32,11 @@ class FakePlpy:
     def execute(self, plan: str, args: list[Any] | None = None) -> list[dict[str, Any]]:
         self.executed.append(plan)
         if "current_setting" in plan:
-            return [dict(self.settings)]
+            return [{"login": "tester", **self.settings}]
         if "bridge_tokens" in plan:
-            return [{"token": self.token}] if self.token else []
+            # the default token, bound to the session's URL (or the default one)
+            url = (self.settings.get("bridge_url") or "http://127.0.0.1:8765").rstrip("/")
+            return [{"token": self.token, "bridge_url": url, "depth": None, "grants": None}] if self.token else []
         return []
 
     def quote_ident(self, name: str) -> str:

@@ -1,0 +1,57 @@
+"""Drift tests: the PostgreSQL helper (standard library only, embedded in the extension) keeps
+copies of rules that live once in the Python package. Each copy must say what the original says,
+so a change on one side alone fails here."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from sqlml import naming
+from sqlml.bridge import auth
+
+
+def _helper_module() -> ModuleType:
+    """extension/sqlml_pg.py as a module of its own, as PostgreSQL's PL/Python loads it."""
+    spec = importlib.util.spec_from_file_location("sqlml_pg_copy", Path(__file__).parents[2] / "extension/sqlml_pg.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+helper = _helper_module()
+
+NAMES = ["a", "lead_score", "a" * 63, "a" * 64, "x\n", "staging\n", "A", "1a", "_a", "a-b", "a b", "é", "a\x00",
+         "lead_score:3", "lead_score:staging", "lead_score:latest", "lead_score:3\n", "lead_score:", ":3",
+         "lead_score:Staging", "lead_score:../x", "lead_score:1234567890"]  # fmt: skip
+
+
+def test_the_helper_copies_the_name_rules() -> None:
+    assert helper.NAME_RULE == naming.NAME_RULE
+    assert helper.NAME.pattern == naming.NAME.pattern
+    assert helper.MODEL_REF.pattern == naming.MODEL_REF.pattern
+    assert helper.RESERVED_ALIASES == naming.RESERVED_ALIASES
+
+
+@pytest.mark.parametrize("text", NAMES)
+def test_both_sides_accept_the_same_names(text: str) -> None:
+    assert (helper.NAME.match(text) is not None) == naming.is_name(text)
+    assert (helper.MODEL_REF.match(text) is not None) == naming.is_model_ref(text)
+
+
+def test_no_name_with_a_trailing_newline_passes() -> None:
+    assert not naming.is_name("x\n") and not naming.is_model_ref("x:staging\n")
+
+
+@pytest.mark.parametrize(
+    ("parent", "scopes", "subject"),
+    [("tok", ["predict:lead_score"], "analyst"), ("t" * 80, ["predict:a", "predict:b"], "ünïcode"), ("p", [], "")],
+)
+def test_the_helper_derives_tokens_as_the_bridge_does(parent: str, scopes: list[str], subject: str) -> None:
+    assert helper.derive_token(parent, scopes, subject) == auth.derive_token(parent, scopes, subject)

@@ -1,0 +1,82 @@
+"""search_path hijacking: a role creates a schema whose functions and operators shadow the
+pg_catalog names sqlml's SQL uses, and a victim with that schema first in its search_path (before
+an explicit pg_catalog) calls every ml function. SECURITY DEFINER functions pin their search_path;
+the SECURITY INVOKER ones (ml.predict overloads, ml.predict_query, ml.train) schema-qualify every
+name they add. A shadow that ran raises 'HIJACKED'."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from .test_pg_tokens import LEAD
+
+pytestmark = [pytest.mark.postgres, pytest.mark.bridge]
+
+# The pg_catalog functions sqlml's own SQL calls, each shadowed with the same argument types.
+SHADOWED = [
+    ("current_setting", "text, boolean", "text"),
+    ("current_setting", "text", "text"),
+    ("to_jsonb", "anyelement", "jsonb"),
+    ("row_to_json", "record", "json"),
+    ("current_database", "", "name"),
+    ("now", "", "timestamptz"),
+    ("to_regprocedure", "text", "regprocedure"),
+]  # and below: the operator jsonb - text, and the aggregate array_agg
+
+CALLS = [
+    "SELECT ml.sentiment('good')",
+    f"SELECT ml.predict('lead_score', '{LEAD}'::jsonb)",
+    f"SELECT ml.predict('lead_score', '{LEAD}')",  # the text overload casts to jsonb
+    "SELECT ml.predict('lead_score', l) FROM (SELECT 3::bigint AS mostype, 1::bigint AS maothers,"
+    " 2::bigint AS mgemleef, 5::bigint AS ppersaut) l",  # the record overload
+    f"SELECT * FROM ml.predict_batch('lead_score', ARRAY['{LEAD}'::jsonb])",
+    "SELECT * FROM ml.sentiment_batch(ARRAY['good'])",
+    "SELECT * FROM ml.predict_query('lead_score', 'SELECT 1 AS id, 3::bigint AS mostype, 1::bigint AS maothers,"
+    " 2::bigint AS mgemleef, 5::bigint AS ppersaut', 'id')",
+    f"SELECT * FROM ml.explain('lead_score', '{LEAD}'::jsonb, 2)",
+    "SELECT * FROM ml.models()",
+    "SELECT ml.health()",
+    "SELECT ml.lead_score(3, 1, 2, 5)",
+]
+
+
+def _shadow_sql(schema: str) -> list[str]:
+    statements = [f"CREATE SCHEMA {schema}", f"GRANT USAGE ON SCHEMA {schema} TO PUBLIC"]
+    for name, arguments, returns in SHADOWED:
+        statements.append(
+            f"CREATE FUNCTION {schema}.{name}({arguments}) RETURNS {returns} LANGUAGE plpgsql AS "
+            f"$$BEGIN RAISE EXCEPTION 'HIJACKED {name}'; END$$"
+        )
+    statements += [
+        f"CREATE FUNCTION {schema}.hijack_minus(jsonb, text) RETURNS jsonb LANGUAGE plpgsql AS "
+        "$$BEGIN RAISE EXCEPTION 'HIJACKED -'; END$$",
+        f"CREATE OPERATOR {schema}.- (LEFTARG = jsonb, RIGHTARG = text, FUNCTION = {schema}.hijack_minus)",
+        f"CREATE FUNCTION {schema}.hijack_agg(anycompatiblearray, anycompatible) RETURNS anycompatiblearray"
+        " LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'HIJACKED array_agg'; END$$",
+        f"CREATE AGGREGATE {schema}.array_agg(anycompatible) (SFUNC = {schema}.hijack_agg,"
+        " STYPE = anycompatiblearray)",
+    ]
+    return statements
+
+
+def test_no_ml_function_can_be_redirected_through_search_path(conn: psycopg.Connection, make_role) -> None:
+    attacker, victim = make_role(), make_role("sqlml_admin")
+    schema = f"evil_{attacker.name}"
+    conn.execute(f'GRANT CREATE ON DATABASE "{conn.info.dbname}" TO {attacker.name}')
+    with attacker.connect() as session:
+        for statement in _shadow_sql(schema):
+            session.execute(statement)
+        # the shadows work: called through this search_path they do run
+        session.execute(f"SET search_path = {schema}, pg_catalog")
+        with pytest.raises(psycopg.Error, match="HIJACKED"):
+            session.execute("SELECT current_setting('sqlml.bridge_url', true)")
+    with victim.connect() as session:
+        session.execute(f"SET search_path = {schema}, pg_catalog, public")
+        failures = {}
+        for sql in CALLS:
+            try:
+                session.execute(sql).fetchall()
+            except psycopg.Error as error:
+                failures[sql] = str(error)
+    assert failures == {}
