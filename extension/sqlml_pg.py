@@ -413,7 +413,10 @@ class Bridge:
                 f"stores a token for this URL with SELECT ml.set_token('<token>', NULL, '{settings.bridge_url}')"
             )
         if settings.token:
-            return "the bridge refused the stored token: the extension owner stores a valid one with SELECT ml.set_token('<token>')"
+            return (
+                "the bridge refused the stored token: the extension owner stores a valid one with "
+                "SELECT ml.set_token('<token>')"
+            )
         return "no bridge token is stored for this role: the extension owner runs SELECT ml.set_token('<token>')"
 
     def predict(self, model: str, rows_json: Sequence[str]) -> list[dict[str, Any] | None]:

@@ -47,7 +47,7 @@ def listener() -> Iterator[Captured]:
             self.end_headers()
             self.wfile.write(reply)
 
-        do_GET = do_POST = do_PUT = _record  # noqa: N815
+        do_GET = do_POST = do_PUT = _record
 
         def log_message(self, format: str, *args: object) -> None:
             pass
@@ -87,7 +87,7 @@ def make_role(conn: psycopg.Connection, database: str) -> Iterator[object]:  # n
 
     yield make
     for name in reversed(made):
-        conn.execute(f"DELETE FROM sqlml_private.model_grants WHERE role_oid = (SELECT oid FROM pg_roles WHERE rolname = '{name}')")
-        conn.execute(f"DELETE FROM sqlml_private.bridge_tokens WHERE role_oid = (SELECT oid FROM pg_roles WHERE rolname = '{name}')")
+        for table in ("model_grants", "bridge_tokens"):  # rows that name the role's oid
+            conn.execute(f"DELETE FROM sqlml_private.{table} WHERE role_oid = '{name}'::regrole")
         conn.execute(f"DROP OWNED BY {name} CASCADE")
         conn.execute(f"DROP ROLE {name}")

@@ -54,8 +54,7 @@ def _shadow_sql(schema: str) -> list[str]:
         f"CREATE OPERATOR {schema}.- (LEFTARG = jsonb, RIGHTARG = text, FUNCTION = {schema}.hijack_minus)",
         f"CREATE FUNCTION {schema}.hijack_agg(anycompatiblearray, anycompatible) RETURNS anycompatiblearray"
         " LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'HIJACKED array_agg'; END$$",
-        f"CREATE AGGREGATE {schema}.array_agg(anycompatible) (SFUNC = {schema}.hijack_agg,"
-        " STYPE = anycompatiblearray)",
+        f"CREATE AGGREGATE {schema}.array_agg(anycompatible) (SFUNC = {schema}.hijack_agg, STYPE = anycompatiblearray)",
     ]
     return statements
 

@@ -69,9 +69,7 @@ def test_a_session_chosen_url_never_receives_the_token(make_role, listener: Capt
         "{bridge}/v1",  # another path on the real bridge's host
     ],
 )
-def test_url_spellings_do_not_carry_the_token(
-    make_role, listener: Captured, bridge_url: str, spelling: str
-) -> None:
+def test_url_spellings_do_not_carry_the_token(make_role, listener: Captured, bridge_url: str, spelling: str) -> None:
     attacker = make_role("sqlml_user")
     url = spelling.format(listener=listener.url, bridge=bridge_url, listener_host=listener.url.split("//")[1])
     with attacker.connect() as session:

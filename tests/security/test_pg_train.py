@@ -49,7 +49,9 @@ def test_a_training_query_cannot_read_beyond_the_callers_rights(
     schema = f"s_{mallory.name}"
     with mallory.connect() as session:
         session.execute(f"CREATE SCHEMA {schema}")
-        session.execute(f"CREATE FUNCTION {schema}.leak() RETURNS text LANGUAGE sql AS 'SELECT secret FROM sec_secrets'")
+        session.execute(
+            f"CREATE FUNCTION {schema}.leak() RETURNS text LANGUAGE sql AS 'SELECT secret FROM sec_secrets'"
+        )
         session.execute(
             f"CREATE FUNCTION {schema}.shell() RETURNS int LANGUAGE plpgsql AS "
             f"$$BEGIN COPY (SELECT 1) TO PROGRAM 'touch {pwned}'; RETURN 1; END$$"
@@ -67,8 +69,8 @@ def test_a_training_query_cannot_read_beyond_the_callers_rights(
             assert caught.value.sqlstate == "42501", (query, str(caught.value))
             assert SECRET not in str(caught.value)
         # the SECURITY DEFINER step cannot be handed a source the bridge would read itself
-        spec = {"model": "x", "task": "lead_scoring", "target": "y",
-                "source": {"dsn": "host=127.0.0.1 user=postgres", "query": "SELECT pg_read_file('/etc/hostname')"}}  # fmt: skip
+        source = {"dsn": "host=127.0.0.1 user=postgres", "query": "SELECT pg_read_file('/etc/hostname')"}
+        spec = {"model": "x", "task": "lead_scoring", "target": "y", "source": source}
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="only sends rows uploaded"):
             session.execute("SELECT ml._submit_job(%s::jsonb)", [json.dumps(spec)])
     assert _job_ids(bridge_url) == before  # no attack produced a job
