@@ -21,10 +21,11 @@ import hmac
 import http.client
 import json
 import re
+import select
 import socket
 import time
 import urllib.parse
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,6 +76,7 @@ STATUS_CODES = {
     504: "timeout",
 }
 TOKEN_CACHE_SECONDS = 5.0
+INTERRUPT_CHECK_SECONDS = 0.25
 MAX_WARNINGS_PER_CALL = 5
 
 # Names the extension itself defines in schema ml: ml.sync() never generates a function over them.
@@ -324,13 +326,17 @@ _connections: dict[str, http.client.HTTPConnection] = {}
 class Bridge:
     """JSON over one kept-alive connection per bridge URL (kept for the whole session)."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, check_interrupts: Callable[[], None] | None = None):
         self.settings = settings
         parsed = urllib.parse.urlsplit(settings.bridge_url)
         self.scheme = parsed.scheme
         self.netloc = parsed.netloc
         self.base_path = parsed.path.rstrip("/")
         self.timeout_s = settings.timeout_ms / 1000.0
+        # Called every INTERRUPT_CHECK_SECONDS while waiting on the bridge: it raises when the
+        # statement was cancelled (pg_cancel_backend, statement_timeout), which PL/Python would
+        # otherwise only notice once the socket gave up.
+        self.check_interrupts = check_interrupts or (lambda: None)
 
     def _connection(self) -> tuple[http.client.HTTPConnection, bool]:
         key = f"{self.scheme}://{self.netloc}"
@@ -361,16 +367,23 @@ class Bridge:
             headers["Authorization"] = f"Bearer {self.settings.token}"
         url = self.settings.bridge_url
         started = time.monotonic()
+        deadline = started + self.timeout_s
         for attempt in (1, 2):
             conn, reused = self._connection()
-            conn.timeout = self.timeout_s
-            if conn.sock is not None:
-                conn.sock.settimeout(self.timeout_s)
             try:
+                self._connect(conn, deadline)
                 conn.request(method, self.base_path + path, body=body, headers=headers)
+                self._await_answer(conn, deadline)
                 response = conn.getresponse()
                 data = response.read()
             except TimeoutError:
+                self._drop()
+                raise BridgeError(
+                    "timeout",
+                    f"the bridge at {url} did not answer within {self.settings.timeout_ms} ms",
+                    hint="raise sqlml.timeout_ms (SET sqlml.timeout_ms = 30000) or check the bridge's load",
+                    detail={"elapsed_ms": round((time.monotonic() - started) * 1000)},
+                ) from None
                 self._drop()
                 raise BridgeError(
                     "timeout",
@@ -387,6 +400,9 @@ class Bridge:
                     f"cannot reach the bridge at {url}: {exc.__class__.__name__}: {exc}",
                     hint="check that the bridge is running and that sqlml.bridge_url points at it",
                 ) from None
+            except BaseException:
+                self._drop()  # cancelled while waiting: an answer, if one comes, is for nobody
+                raise
             if response.will_close:
                 self._drop()
             try:
@@ -396,6 +412,34 @@ class Bridge:
                     error.hint = self._auth_hint(error.code)
                 raise
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _connect(self, conn: http.client.HTTPConnection, deadline: float) -> None:
+        """Connect in slices, checking for a cancel between them; then the socket waits until the
+        deadline (reads are sliced by _await_answer)."""
+        while conn.sock is None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            conn.timeout = min(remaining, INTERRUPT_CHECK_SECONDS * 4)
+            try:
+                conn.connect()
+            except TimeoutError:
+                conn.close()
+                self.check_interrupts()
+        conn.sock.settimeout(max(deadline - time.monotonic(), 0.001))
+
+    def _await_answer(self, conn: http.client.HTTPConnection, deadline: float) -> None:
+        """Block until the bridge starts answering, waking every INTERRUPT_CHECK_SECONDS to let
+        PostgreSQL cancel the statement; TimeoutError past the deadline."""
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            readable, _, _ = select.select([conn.sock], [], [], min(remaining, INTERRUPT_CHECK_SECONDS))
+            if readable:
+                conn.sock.settimeout(max(deadline - time.monotonic(), 0.001))
+                return
+            self.check_interrupts()
 
     def _auth_hint(self, code: str) -> str:
         """What to do about a 401 or 403, in SQL terms."""
@@ -624,7 +668,13 @@ def _open(plpy: Any, with_token: bool = True) -> tuple[Settings, Bridge]:
     except BridgeError as error:
         raise_sql(plpy, error)
         raise
-    return settings, Bridge(settings)
+    return settings, Bridge(settings, lambda: _check_interrupts(plpy))
+
+
+def _check_interrupts(plpy: Any) -> None:
+    """Run a trivial statement: PostgreSQL's executor checks for a pending cancel or
+    statement_timeout there and raises it (as plpy.SPIError, which then ends the call)."""
+    plpy.execute(_plan(plpy, "SELECT 1"))
 
 
 def predict(plpy: Any, model: str, features: str) -> str | None:
