@@ -1096,6 +1096,11 @@ def deploy(plpy: Any, model: str, version: int, alias: str) -> str:
         check_model(model)
         _check_alias(alias)
         answer = bridge.call("PUT", f"/v1/models/{_quote(model)}/aliases/{_quote(alias)}", {"version": int(version)})
+        if alias == "production" and previous_identity(plpy, model):
+            # the typed function serves production: a version with other inputs or outputs re-syncs it
+            for _model, function, action in sync(plpy, only=model):
+                if action != "unchanged":
+                    plpy.notice(f"sqlml: version {version} of {model} has another signature: {function} {action}")
         return json.dumps(answer)
     except BridgeError as error:
         raise_sql(plpy, error)
@@ -1374,6 +1379,12 @@ def submit_job(plpy: Any, spec_json: str) -> str:
 
 
 # --- ml.sync(): typed per-model functions --------------------------------------------------
+#
+# ml.sync() never drops what a user made, and never uses CASCADE. An unchanged signature is left
+# alone (only the function's comment follows the version). A changed one replaces the generated
+# function only when nothing depends on it; when a view does, the old function stays, and a WARNING
+# names the dependents and what to do. A result type that a table column uses is never dropped: the
+# new signature gets a type of its own (ml.<model>_result_<fingerprint>).
 
 
 @dataclass(frozen=True)
@@ -1381,86 +1392,211 @@ class GeneratedFunction:
     model: str
     arguments: str  # "mostype bigint, maothers bigint"
     identity: str  # "bigint, bigint" (for DROP FUNCTION)
-    ddl: list[str]
+    returns: str | None  # the one output's SQL type; None: a composite result type
+    result_fields: str | None  # '"label" text, "p" double precision' for several outputs
+    fingerprint: str  # changes exactly when the SQL signature changes
+    input_names: list[str]
+    output_names: list[str]
+    comment: str
+
+    def function(self, quote_ident: Any) -> str:
+        return f"ml.{quote_ident(self.model)}({self.identity})"
+
+    def statements(self, quote_ident: Any, quote_literal: Any, result_type: str | None) -> list[str]:
+        """CREATE TYPE (when `result_type` is new to this call), CREATE FUNCTION, COMMENT, grants."""
+        ddl = []
+        returns = self.returns
+        if self.result_fields is not None:
+            assert result_type is not None
+            ddl.append(f"CREATE TYPE ml.{quote_ident(result_type)} AS ({self.result_fields})")
+            returns = f"ml.{quote_ident(result_type)}"
+        ddl.append(self.create_function(quote_ident, quote_literal, returns))
+        function = self.function(quote_ident)
+        ddl.append(f"COMMENT ON FUNCTION {function} IS {quote_literal(self.comment)}")
+        ddl.append(f"REVOKE ALL ON FUNCTION {function} FROM PUBLIC")
+        ddl.append(f"GRANT EXECUTE ON FUNCTION {function} TO sqlml_user")
+        return ddl
+
+    def create_function(self, quote_ident: Any, quote_literal: Any, returns: str | None) -> str:
+        body = (
+            'if "sqlml" not in GD:\n    plpy.execute("SELECT ml._load_helper()")\n'
+            f"return GD['sqlml'].predict_typed(plpy, {self.model!r}, {self.input_names!r}, "
+            f"{self.output_names!r}, args)\n"
+        )
+        return (
+            f"CREATE FUNCTION ml.{quote_ident(self.model)}({self.arguments}) RETURNS {returns} LANGUAGE plpython3u "
+            "VOLATILE STRICT PARALLEL UNSAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp "
+            f"AS {quote_literal(body)}"
+        )
+
+    @property
+    def ddl(self) -> list[str]:
+        """The statements for a first sync (result type ml.<model>_result)."""
+        return self.statements(_quote_ident, _quote_literal, f"{self.model}_result" if self.result_fields else None)
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _quote_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def function_ddl(quote_ident: Any, quote_literal: Any, entry: dict[str, Any]) -> GeneratedFunction | None:
-    """The statements that create `ml.<model>(<inputs>)` from a /v1/models entry, or None when the
-    model cannot have one (forecast models, reserved names, unsupported types)."""
+    """The typed function `ml.<model>(<inputs>)` of a /v1/models entry, or None when the model cannot
+    have one (forecast models, reserved names, unsupported types, an entry the bridge could not read)."""
     name = entry.get("name")
     signature = entry.get("signature") or {}
     inputs, outputs = signature.get("inputs") or [], signature.get("outputs") or []
     if not isinstance(name, str) or not IDENTIFIER.match(name) or name in RESERVED_FUNCTIONS:
         return None
-    if entry.get("task") == "forecast" or not inputs or not outputs:
+    if entry.get("error") or entry.get("task") == "forecast" or not inputs or not outputs:
         return None
     columns = [(c.get("name"), c.get("type")) for c in inputs + outputs]
     if any(not isinstance(n, str) or not IDENTIFIER.match(n) or t not in SQL_TYPES for n, t in columns):
         return None
-    input_names = [c["name"] for c in inputs]
-    output_names = [c["name"] for c in outputs]
-    function = f"ml.{quote_ident(name)}"
     arguments = ", ".join(f"{quote_ident(c['name'])} {SQL_TYPES[c['type']]}" for c in inputs)
     identity = ", ".join(SQL_TYPES[c["type"]] for c in inputs)
-    ddl = []
-    if len(outputs) == 1:
-        returns = SQL_TYPES[outputs[0]["type"]]
-    else:
-        result_type = f"ml.{quote_ident(name + '_result')}"
-        ddl.append(f"DROP TYPE IF EXISTS {result_type} CASCADE")
-        fields = ", ".join(f"{quote_ident(c['name'])} {SQL_TYPES[c['type']]}" for c in outputs)
-        ddl.append(f"CREATE TYPE {result_type} AS ({fields})")
-        returns = result_type
-    body = (
-        'if "sqlml" not in GD:\n    plpy.execute("SELECT ml._load_helper()")\n'
-        f"return GD['sqlml'].predict_typed(plpy, {name!r}, {input_names!r}, {output_names!r}, args)\n"
-    )
-    ddl.append(
-        f"CREATE FUNCTION {function}({arguments}) RETURNS {returns} LANGUAGE plpython3u "
-        "VOLATILE STRICT PARALLEL UNSAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp "
-        f"AS {quote_literal(body)}"
-    )
+    returns = SQL_TYPES[outputs[0]["type"]] if len(outputs) == 1 else None
+    fields = None if returns else ", ".join(f"{quote_ident(c['name'])} {SQL_TYPES[c['type']]}" for c in outputs)
+    output_names = [c["name"] for c in outputs]
     description = str(entry.get("description") or "").strip()
     comment = (
         f"Score one row with model {name} (version {entry.get('version')}; generated by ml.sync()). "
         f"Returns {', '.join(output_names)}. NULL in any input gives NULL." + (f" {description}" if description else "")
     )
-    ddl.append(f"COMMENT ON FUNCTION {function}({identity}) IS {quote_literal(comment)}")
-    ddl.append(f"REVOKE ALL ON FUNCTION {function}({identity}) FROM PUBLIC")
-    ddl.append(f"GRANT EXECUTE ON FUNCTION {function}({identity}) TO sqlml_user")
-    return GeneratedFunction(name, arguments, identity, ddl)
+    fingerprint = hashlib.sha256(f"{arguments}|{returns}|{fields}".encode()).hexdigest()[:12]
+    return GeneratedFunction(
+        name, arguments, identity, returns, fields, fingerprint, [c["name"] for c in inputs], output_names, comment
+    )
 
 
-def sync(plpy: Any) -> Iterator[tuple[str, str, str]]:
-    """ml.sync() -> (model, function, action): create, update or drop the generated functions."""
-    entries = _model_list(plpy)
-    previous = {r["model"]: r["identity"] for r in plpy.execute("SELECT model, identity FROM ml._generated")}
-    wanted: dict[str, GeneratedFunction] = {}
+GENERATED_SQL = "SELECT model, identity, result_type, fingerprint FROM ml._generated"
+
+
+def sync(plpy: Any, only: str | None = None) -> Iterator[tuple[str, str, str]]:
+    """ml.sync() -> (model, function, action): create, update, keep or drop the generated functions.
+    `only` limits it to one model (ml.deploy re-syncs the model it moved)."""
+    entries = [e for e in _model_list(plpy) if only is None or e.get("name") == only]
+    previous = {r["model"]: r for r in plpy.execute(GENERATED_SQL) if only is None or r["model"] == only}
     for entry in entries:
+        model = entry.get("name")
         generated = function_ddl(plpy.quote_ident, plpy.quote_literal, entry)
-        if generated is None:
-            if entry.get("name") in RESERVED_FUNCTIONS or entry.get("task") == "forecast":
-                continue  # served by the built-in functions (ml.sentiment, ml.forecast)
-            plpy.notice(f"sqlml: no typed function for model {entry.get('name')!r} (unsupported signature)")
-            continue
-        wanted[generated.model] = generated
-    for model, identity in previous.items():
-        if model not in wanted or wanted[model].identity != identity:
-            plpy.execute(f"DROP FUNCTION IF EXISTS ml.{plpy.quote_ident(model)}({identity})")
-            plpy.execute(f"DELETE FROM ml._generated WHERE model = {plpy.quote_literal(model)}")
-            if model not in wanted:
-                yield model, f"ml.{model}({identity})", "dropped"
-    for model, generated in wanted.items():
-        # dropped first because CREATE OR REPLACE cannot change a return type
-        signature = f"ml.{plpy.quote_ident(model)}({generated.identity})"
-        if plpy.execute(f"SELECT to_regprocedure({plpy.quote_literal(signature)}) IS NOT NULL AS found")[0]["found"]:
-            plpy.execute(f"DROP FUNCTION {signature}")
-        for statement in generated.ddl:
+        if generated is not None:
+            yield _sync_one(plpy, generated, previous.pop(generated.model, None))
+        elif entry.get("error") and model in previous:
+            previous.pop(model)  # unreadable in the store now: keep what works, say why
+            plpy.warning(f"sqlml: model {model!r} is unreadable in the store; its typed function is kept")
+            yield model, f"ml.{model}({previous_identity(plpy, model)})", "kept (model unreadable)"
+        elif model in RESERVED_FUNCTIONS or entry.get("task") == "forecast":
+            continue  # served by the built-in functions (ml.sentiment, ml.forecast)
+        else:
+            plpy.notice(f"sqlml: no typed function for model {model!r} (unsupported signature)")
+    if only is None:
+        for model, row in previous.items():  # gone from the bridge
+            yield _drop_generated(plpy, model, row, "dropped")
+
+
+def previous_identity(plpy: Any, model: str) -> str:
+    rows = plpy.execute(
+        _plan_typed(plpy, "SELECT identity FROM ml._generated WHERE model = $1", ["pg_catalog.text"]), [model]
+    )
+    return str(rows[0]["identity"]) if len(rows) else ""
+
+
+def _sync_one(plpy: Any, generated: GeneratedFunction, previous: Any) -> tuple[str, str, str]:
+    quote_ident, quote_literal = plpy.quote_ident, plpy.quote_literal
+    model, label = generated.model, f"ml.{generated.model}({generated.arguments})"
+    function = generated.function(quote_ident)
+    if previous is not None and previous["fingerprint"] == generated.fingerprint and _exists(plpy, function):
+        plpy.execute(f"COMMENT ON FUNCTION {function} IS {quote_literal(generated.comment)}")
+        return model, label, "unchanged"
+    if previous is not None and _exists(plpy, f"ml.{quote_ident(model)}({previous['identity']})"):
+        dropped = _drop_generated(plpy, model, previous, "replaced")
+        if dropped[2] != "replaced":
+            return model, label, dropped[2]
+    result_type = _result_type(plpy, generated) if generated.result_fields else None
+    statements = generated.statements(quote_ident, quote_literal, result_type)
+    if result_type is not None and _type_exists(plpy, result_type):
+        statements = statements[1:]  # the type this signature already has
+    for statement in statements:
+        plpy.execute(statement)
+    plpy.execute(
+        _plan_typed(
+            plpy,
+            "INSERT INTO ml._generated (model, identity, result_type, fingerprint) VALUES ($1, $2, $3, $4) "
+            "ON CONFLICT (model) DO UPDATE SET identity = EXCLUDED.identity, result_type = EXCLUDED.result_type, "
+            "fingerprint = EXCLUDED.fingerprint, synced_at = pg_catalog.now()",
+            ["pg_catalog.text", "pg_catalog.text", "pg_catalog.text", "pg_catalog.text"],
+        ),
+        [model, generated.identity, result_type, generated.fingerprint],
+    )
+    return model, label, "created" if previous is None else "updated"
+
+
+def _result_type(plpy: Any, generated: GeneratedFunction) -> str:
+    """The composite type for the outputs: ml.<model>_result when free (or already this shape),
+    else one named after the signature, so a column of the old type keeps its type and data."""
+    plain = f"{generated.model}_result"
+    if not _type_exists(plpy, plain) or _type_fields(plpy, plain) == generated.result_fields:
+        return plain  # free (an old shape of ours that nothing used was dropped), or this very shape
+    return f"{generated.model}_result_{generated.fingerprint[:8]}"
+
+
+def _drop_generated(plpy: Any, model: str, row: Any, action: str) -> tuple[str, str, str]:
+    """Drop a generated function (and its result type, if nothing else uses it), never with CASCADE.
+    A dependent view keeps the function: a WARNING names the dependents and what to do."""
+    quote_ident = plpy.quote_ident
+    function = f"ml.{quote_ident(model)}({row['identity']})"
+    label = f"ml.{model}({row['identity']})"
+    if _exists(plpy, function):
+        blocked = _try(plpy, f"DROP FUNCTION {function}", report=True)
+        if blocked is not True:
+            plpy.warning(
+                f"sqlml: {label} is kept: {blocked}",
+                hint="drop or change the objects that use it, then run SELECT * FROM ml.sync() again",
+            )
+            return model, label, "kept (objects depend on it)"
+    if row["result_type"]:
+        _try(plpy, f"DROP TYPE IF EXISTS ml.{quote_ident(row['result_type'])}")  # kept while a column uses it
+    plpy.execute(_plan_typed(plpy, "DELETE FROM ml._generated WHERE model = $1", ["pg_catalog.text"]), [model])
+    return model, label, action
+
+
+def _try(plpy: Any, statement: str, report: bool = False) -> Any:
+    """Run one statement in a subtransaction: True, or False (with report: the error's detail)."""
+    try:
+        with plpy.subtransaction():
             plpy.execute(statement)
-        plpy.execute(
-            "INSERT INTO ml._generated (model, identity) VALUES "
-            f"({plpy.quote_literal(model)}, {plpy.quote_literal(generated.identity)}) "
-            "ON CONFLICT (model) DO UPDATE SET identity = EXCLUDED.identity, synced_at = now()"
-        )
-        action = "created" if model not in previous else "updated"
-        yield model, f"ml.{model}({generated.arguments})", action
+        return True
+    except plpy.SPIError as exc:
+        if not report:
+            return False
+        spidata = getattr(exc, "spidata", None) or ()
+        detail = spidata[1] if len(spidata) > 1 and spidata[1] else ""
+        return f"{exc.args[0] if exc.args else exc}: {detail}".strip(": ")
+
+
+def _exists(plpy: Any, function: str) -> bool:
+    plan = _plan_typed(plpy, "SELECT pg_catalog.to_regprocedure($1) IS NOT NULL AS found", ["pg_catalog.text"])
+    return bool(plpy.execute(plan, [function])[0]["found"])
+
+
+def _type_exists(plpy: Any, type_name: str) -> bool:
+    return _type_fields(plpy, type_name) is not None
+
+
+def _type_fields(plpy: Any, type_name: str) -> str | None:
+    """'"a" text, "b" double precision' of a composite type in schema ml, or None if there is none."""
+    plan = _plan_typed(
+        plpy,
+        "SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname) OPERATOR(pg_catalog.||) ' ' "
+        "OPERATOR(pg_catalog.||) pg_catalog.format_type(a.atttypid, a.atttypmod), ', ' ORDER BY a.attnum) AS fields, "
+        "pg_catalog.count(*) AS n FROM pg_catalog.pg_type t JOIN pg_catalog.pg_attribute a ON a.attrelid = t.typrelid "
+        "WHERE t.typname = $1 AND t.typnamespace = 'ml'::pg_catalog.regnamespace AND a.attnum > 0 "
+        "AND NOT a.attisdropped",
+        ["pg_catalog.name"],
+    )
+    row = plpy.execute(plan, [type_name])[0]
+    return None if not row["n"] else str(row["fields"])

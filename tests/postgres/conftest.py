@@ -83,6 +83,9 @@ def publish_models(store: Path) -> None:
     )
 
 
+_STORES: dict[str, Path] = {}  # bridge URL -> its model store
+
+
 @pytest.fixture(scope="session")
 def bridge_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     home = tmp_path_factory.mktemp("sqlml_home")
@@ -101,6 +104,7 @@ def bridge_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                "--store", str(store)]  # fmt: skip
     process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
+    _STORES[url] = store
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -123,6 +127,12 @@ def bridge_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             process.kill()
             process.wait()
         log.close()
+
+
+@pytest.fixture
+def bridge_store(bridge_url: str) -> Registry:
+    """The store of the test bridge: a test publishes into it, and the bridge serves at once."""
+    return Registry(_STORES[bridge_url])
 
 
 @pytest.fixture(scope="session")

@@ -25,4 +25,26 @@ class FakeSentiment(Runtime):
         )
 
 
+class FakeEcho(Runtime):
+    """Any signature: each double output is the sum of the numeric inputs, each text output 'ok'."""
+
+    name = "fake_echo"
+
+    def load(self) -> None:
+        pass
+
+    def predict(self, batch: pa.Table) -> pa.Table:
+        numeric = [
+            c for c in batch.column_names if pa.types.is_integer(batch[c].type) or pa.types.is_floating(batch[c].type)
+        ]
+        total = [float(sum(row[c] or 0 for c in numeric)) for row in batch.select(numeric).to_pylist()]
+        columns = {}
+        for output in self.manifest.signature.outputs:
+            columns[output.name] = (
+                pa.array(total, pa.float64()) if output.type == "double" else pa.array(["ok"] * len(total))
+            )
+        return pa.table(columns)
+
+
 register_runtime("fake_sentiment", f"{__name__}:FakeSentiment")
+register_runtime("fake_echo", f"{__name__}:FakeEcho")
