@@ -1,9 +1,10 @@
 """`sqlml superset up | down | export`: a local Superset with the sqlml dashboards, provisioned in one command.
 
 `up` installs Superset in its own venv (once), initializes its metadata database, prepares the
-PostgreSQL database (extension, bridge URL, demo tables), writes the DuckDB snapshot Superset's
-DuckDB 1.x driver can open, imports `dashboards/assets`, and starts Superset on 127.0.0.1:8088.
-The assets and the provisioning code live in the top-level `dashboards/` folder.
+PostgreSQL database (extension, bridge URL, demo tables, the least-privilege role Superset logs in
+as), writes the DuckDB snapshot Superset's DuckDB 1.x driver can open, imports `dashboards/assets`,
+and starts Superset on 127.0.0.1:8088. The assets and the provisioning code live in the top-level
+`dashboards/` folder.
 """
 
 from __future__ import annotations
@@ -114,12 +115,24 @@ class Step:
         typer.echo(f"[{time.monotonic() - self.started:5.1f}s] {message}")
 
 
+def prepare_postgres(target: Any, login: Any, *, bridge_url: str, demo_db: Path, step: Step) -> str:
+    """The PostgreSQL side of provisioning, run as the administrator in `target`; returns Superset's URI.
+
+    Superset itself connects as `login`, a least-privilege role (dashboards/superset_role.py).
+    """
+    postgres = dashboards_module("postgres")
+    counts = postgres.prepare_database(target, demo_db, bridge_url, login, report=step)
+    step(f"PostgreSQL {target.database}: " + ", ".join(f"{t} {n}" for t, n in counts.items()))
+    return str(target.superset_uri(login))
+
+
 def provision_site(
     site: Any,
     *,
     bridge_url: str,
     snapshot_path: Path,
     postgres_target: Any | None,
+    superset_login: Any,
     step: Step,
 ) -> None:
     """Prepare the data Superset reads (PostgreSQL, DuckDB snapshot) and import the assets into `site`."""
@@ -129,16 +142,24 @@ def provision_site(
     step(f"DuckDB snapshot {snapshot_path}: " + ", ".join(f"{t} {n}" for t, n in tables.items()))
     uris = {provision.DUCKDB_DATABASE_NAME: f"duckdb:///{snapshot_path}?access_mode=read_only"}
     if postgres_target is not None:
-        counts = postgres.prepare_database(postgres_target, config.demo_db_path(), bridge_url)
-        synced = postgres.sync_models(postgres_target)
-        step(
-            f"PostgreSQL {postgres_target.database}: "
-            + ", ".join(f"{t} {n}" for t, n in counts.items())
-            + f"; ml.sync(): {len(synced)} typed functions"
+        uri = prepare_postgres(
+            postgres_target, superset_login, bridge_url=bridge_url, demo_db=config.demo_db_path(), step=step
         )
-        uris[provision.POSTGRES_DATABASE_NAME] = postgres_target.superset_uri()
+        synced = postgres.sync_models(postgres_target)
+        step(f"ml.sync(): {len(synced)} typed functions; Superset connects as {superset_login.role}")
+        uris[provision.POSTGRES_DATABASE_NAME] = uri
     provision.import_assets(site, uris)
     step(f"imported dashboards/assets into {site.url}")
+
+
+def provision_or_exit(site: Any, **options: Any) -> None:
+    """`provision_site`, with a refusal (e.g. a user's object in the way) as a message and exit status 1."""
+    provision = dashboards_module("provision")
+    try:
+        provision_site(site, **options)
+    except provision.ProvisionError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
 
 
 BRIDGE_URL = typer.Option(
@@ -146,10 +167,21 @@ BRIDGE_URL = typer.Option(
 )
 PG_HOST = typer.Option("127.0.0.1", envvar="PGHOST")
 PG_PORT = typer.Option(5432, envvar="PGPORT")
-PG_USER = typer.Option("postgres", envvar="PGUSER")
+PG_USER = typer.Option(
+    "postgres", envvar="PGUSER", help="an administrator for provisioning; Superset connects as --superset-role"
+)
 PG_PASSWORD = typer.Option("", envvar="PGPASSWORD")
 PG_DATABASE = typer.Option("sqlml_demo", help="database created for the dashboards")
 SKIP_POSTGRES = typer.Option(False, help="only the DuckDB-backed dashboard")
+SUPERSET_ROLE = typer.Option(
+    "sqlml_superset", envvar="SQLML_SUPERSET_DB_ROLE", help="the least-privilege role Superset connects as"
+)
+SUPERSET_DB_PASSWORD = typer.Option(
+    "",
+    envvar="SQLML_SUPERSET_DB_PASSWORD",
+    help="that role's password (none: the server must trust local logins)",
+    show_default=False,
+)
 
 
 def postgres_target(host: str, port: int, user: str, password: str, database: str, skip: bool) -> Any | None:
@@ -157,6 +189,10 @@ def postgres_target(host: str, port: int, user: str, password: str, database: st
         return None
     postgres = dashboards_module("postgres")
     return postgres.PostgresTarget(host=host, port=port, user=user, password=password, database=database)
+
+
+def superset_login(role: str, password: str) -> Any:
+    return dashboards_module("postgres").SupersetLogin(role=role, password=password)
 
 
 @superset_app.command("install")
@@ -183,6 +219,8 @@ def up(
     pg_password: str = PG_PASSWORD,
     pg_database: str = PG_DATABASE,
     skip_postgres: bool = SKIP_POSTGRES,
+    superset_role: str = SUPERSET_ROLE,
+    superset_db_password: str = SUPERSET_DB_PASSWORD,
     venv: Path | None = typer.Option(None, help="Superset's venv (default .venv-superset)"),
 ) -> None:
     """Install (once), provision and start Superset with the sqlml dashboards."""
@@ -196,11 +234,12 @@ def up(
         step("initialized Superset's metadata database")
     provision.start(site)
     step(f"Superset answers on {site.url} (log: {site.log_file})")
-    provision_site(
+    provision_or_exit(
         site,
         bridge_url=bridge_url,
         snapshot_path=site.home / "superset.duckdb",
         postgres_target=postgres_target(pg_host, pg_port, pg_user, pg_password, pg_database, skip_postgres),
+        superset_login=superset_login(superset_role, superset_db_password),
         step=step,
     )
     typer.echo(f"\n  {site.url}/dashboard/list/   login: {site.admin_user} / {site.admin_password}")
@@ -218,6 +257,8 @@ def provision_command(
     pg_password: str = PG_PASSWORD,
     pg_database: str = PG_DATABASE,
     skip_postgres: bool = SKIP_POSTGRES,
+    superset_role: str = SUPERSET_ROLE,
+    superset_db_password: str = SUPERSET_DB_PASSWORD,
 ) -> None:
     """Prepare the data and import the dashboards into a Superset that runs elsewhere (docker-compose)."""
     provision = dashboards_module("provision")
@@ -228,11 +269,12 @@ def provision_command(
         admin_user=os.environ.get("SQLML_SUPERSET_ADMIN", "admin"),
         admin_password=os.environ.get("SQLML_SUPERSET_PASSWORD", "admin"),
     )
-    provision_site(
+    provision_or_exit(
         site,
         bridge_url=bridge_url,
         snapshot_path=snapshot,
         postgres_target=postgres_target(pg_host, pg_port, pg_user, pg_password, pg_database, skip_postgres),
+        superset_login=superset_login(superset_role, superset_db_password),
         step=Step(),
     )
 

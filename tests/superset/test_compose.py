@@ -13,6 +13,7 @@ import re
 import subprocess
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -135,7 +136,53 @@ def test_postgres_image_installs_the_extension_and_creates_the_database() -> Non
     dockerfile = (REPO / "docker" / "postgres.Dockerfile").read_text()
     assert "postgresql-plpython3-15" in dockerfile and "make -C /usr/src/sqlml-extension install" in dockerfile
     init = (REPO / "docker" / "postgres-init.sql").read_text()
-    assert "CREATE EXTENSION sqlml CASCADE" in init and "sqlml.bridge_url = 'http://bridge:8765'" in init
+    assert "CREATE EXTENSION sqlml;" in init and "sqlml.bridge_url = 'http://bridge:8765'" in init
+    assert "CASCADE" not in init
+
+
+SUPERSET_ROLE = "sqlml_superset"
+ROLE_PASSWORD = "${SQLML_SUPERSET_DB_PASSWORD:?set SQLML_SUPERSET_DB_PASSWORD}"
+
+
+def test_superset_connects_as_the_least_privilege_role(compose: dict[str, Any]) -> None:
+    environment = compose["services"]["superset"]["environment"]
+    assert environment["SQLML_SUPERSET_DB_ROLE"] == SUPERSET_ROLE != "postgres"
+    # A password of its own, from the environment (required), shared with postgres for the init script only.
+    assert environment["SQLML_SUPERSET_DB_PASSWORD"] == ROLE_PASSWORD
+    assert compose["services"]["postgres"]["environment"]["SQLML_SUPERSET_DB_PASSWORD"] == ROLE_PASSWORD
+    assert "POSTGRES_PASSWORD" not in environment["SQLML_SUPERSET_DB_PASSWORD"]
+    # The URI Superset is given: the committed asset, with the role as its user.
+    uri = urlsplit(committed_postgres_uri())
+    assert (uri.username, uri.hostname, uri.path) == (SUPERSET_ROLE, "postgres", "/sqlml_demo")
+
+
+def test_only_the_provisioning_step_holds_the_superuser_password(compose: dict[str, Any]) -> None:
+    holders = {
+        name
+        for name, service in compose["services"].items()
+        if any("POSTGRES_PASSWORD" in str(value) for value in service.get("environment", {}).values())
+    }
+    assert holders == {"postgres", "superset"}
+    script = (REPO / "docker" / "superset-entrypoint.sh").read_text()
+    server = next(line for line in script.splitlines() if "bin/gunicorn" in line)
+    assert server.startswith("env -u PGUSER -u PGPASSWORD ")  # the server itself never sees them
+    assert '--superset-role "${SQLML_SUPERSET_DB_ROLE:-sqlml_superset}"' in script
+
+
+def test_the_init_script_creates_the_role_superset_uses() -> None:
+    init = (REPO / "docker" / "postgres-init.sql").read_text()
+    assert "CREATE ROLE sqlml_superset" in init and "GRANT sqlml_user TO sqlml_superset;" in init
+    assert "\\getenv superset_password SQLML_SUPERSET_DB_PASSWORD" in init
+    code = "\n".join(line for line in init.splitlines() if not line.lstrip().startswith("--"))
+    assert "sqlml_admin" not in code and "SUPERUSER" not in code.replace("NOSUPERUSER", "")
+    # The real memberships are checked against PostgreSQL in tests/security/test_superset_role.py.
+
+
+def committed_postgres_uri() -> str:
+    from sqlml.commands.superset import dashboards_module
+
+    provision = dashboards_module("provision")
+    return str(provision.committed_uris()[provision.POSTGRES_DATABASE_NAME])
 
 
 def test_bridge_health_checks_use_a_route_the_bridge_serves(compose: dict[str, Any]) -> None:

@@ -58,6 +58,9 @@ def test_up_prints_where_and_how_to_log_in(full_stack: Stack) -> None:
     assert f"{full_stack.site.url}/dashboard/list/" in full_stack.up_output
     assert "login: admin / admin" in full_stack.up_output
     assert "imported dashboards/assets" in full_stack.up_output
+    # PostgreSQL: the least-privilege role, and each database setting changed, with old and new value.
+    assert "Superset connects as sqlml_superset" in full_stack.up_output
+    assert "SET sqlml.bridge_url: not set -> " in full_stack.up_output
 
 
 def test_charts_query_postgres_through_the_batching_rewriter(
