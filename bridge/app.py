@@ -1,9 +1,10 @@
 """The bridge service: `create_app(settings)` builds the FastAPI app that hosts the models.
 
 This module wires the parts together (registry, model host, batcher, auth, metrics), installs the
-one error envelope `{"error": {"code", "message", "hint", "detail"}}` for every failure, limits body
-size, and serves health, readiness and `/metrics`. Model routes live in `routes_models`; the hot
-predict route is also served by `predict_lane`, a layer in front of the framework's middleware.
+one error envelope `{"error": {"code", "message", "hint", "detail"}}` for every failure, turns
+away unauthenticated API requests, limits body size, and serves health, readiness and `/metrics`.
+Model routes live in `routes_models`; the hot predict route is also served by `predict_lane`, a
+layer in front of the framework's middleware.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from sqlml.bridge.metrics import BridgeMetrics
 from sqlml.bridge.model_turns import ModelTurns
 from sqlml.bridge.registry import Registry
 from sqlml.bridge.settings import BridgeSettings
-from sqlml.errors import PayloadTooLarge, SqlmlError, Unavailable
+from sqlml.errors import PayloadTooLarge, SqlmlError, Unauthorized, Unavailable, bounded_text
 
 log = logging.getLogger("sqlml.bridge")
 
@@ -113,15 +114,17 @@ def create_app(settings: BridgeSettings | None = None) -> FastAPI:
 
 
 class BridgeApp(FastAPI):
-    """FastAPI with two layers in front of the framework's own middleware: the body limit, then the
-    predict lane (`sqlml.bridge.predict_lane`), so the hot route passes through no framework layer."""
+    """FastAPI with three layers in front of the framework's own middleware: the auth gate, the body
+    limit, then the predict lane (`sqlml.bridge.predict_lane`), so the hot route passes through no
+    framework layer."""
 
     def build_middleware_stack(self) -> ASGIApp:
         from sqlml.bridge.predict_lane import PredictLane  # late: it imports this module's helpers
 
         state: BridgeState = self.state.bridge
         framework = super().build_middleware_stack()
-        return BodyLimitMiddleware(PredictLane(framework, state), state.settings.max_body_bytes)
+        limited = BodyLimitMiddleware(PredictLane(framework, state), state.settings.max_body_bytes)
+        return AuthGate(limited, state)
 
 
 def bridge_state(request: Request) -> BridgeState:
@@ -167,7 +170,7 @@ def _install_error_handlers(app: FastAPI, metrics: BridgeMetrics) -> None:
         assert isinstance(exc, StarletteHTTPException)
         code = HTTP_CODES.get(exc.status_code, "bad_request" if exc.status_code < 500 else "internal_error")
         metrics.error(code)
-        body: dict[str, Any] = {"code": code, "message": str(exc.detail), "hint": None, "detail": {}}
+        body: dict[str, Any] = {"code": code, "message": bounded_text(str(exc.detail)), "hint": None, "detail": {}}
         return JSONResponse({"error": body}, status_code=exc.status_code, headers=exc.headers)
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -178,6 +181,42 @@ def _install_error_handlers(app: FastAPI, metrics: BridgeMetrics) -> None:
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(Exception, on_unexpected)
+
+
+API_PREFIX = "/v1"
+
+
+def is_api_path(path: str) -> bool:
+    """The routes behind auth; health, metrics and the OpenAPI docs stay open."""
+    return path == API_PREFIX or path.startswith(API_PREFIX + "/")
+
+
+class AuthGate:
+    """401 for an API request without a valid bearer token, before its body is read or validated,
+    so an anonymous caller learns nothing from 400s, 404s or 413s. Scopes (403) are the routes' job."""
+
+    def __init__(self, app: ASGIApp, state: BridgeState):
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        auth = self.state.auth
+        if auth.enabled and scope["type"] == "http" and is_api_path(scope["path"]):
+            try:
+                auth.scopes(_first_header(scope, b"authorization"))
+            except Unauthorized as error:
+                await error_reply(self.state.metrics, error)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _first_header(scope: Scope, name: bytes) -> str | None:
+    """The first of repeated headers, as Starlette's `headers.get` (and so the routes) read it."""
+    for key, value in scope.get("headers") or []:
+        if key == name:
+            text: str = value.decode("latin-1")
+            return text
+    return None
 
 
 class BodyLimitMiddleware:

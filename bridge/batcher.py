@@ -24,7 +24,7 @@ import pyarrow as pa
 from sqlml.bridge.host import LoadedModel, ModelHost
 from sqlml.bridge.metrics import BridgeMetrics
 from sqlml.bridge.signature import conform
-from sqlml.errors import SqlmlError, Unavailable
+from sqlml.errors import SqlmlError, Unavailable, library_error_text
 
 log = logging.getLogger("sqlml.batcher")
 
@@ -213,9 +213,10 @@ def overloaded(model: LoadedModel, queued: int) -> Unavailable:
 
 
 def model_failure(model: LoadedModel, operation: str, exc: Exception) -> SqlmlError:
-    """A runtime that raises on valid input is a model bug: a 500 with the model named."""
+    """A runtime that raises on valid input is a model bug: a 500 with the model named (and the
+    library's reason, without its native stack frames or install paths)."""
     m = model.manifest
     return SqlmlError(
-        f'model "{m.name}" version {m.version} failed in {operation}: {type(exc).__name__}: {str(exc)[:300]}',
+        f'model "{m.name}" version {m.version} failed in {operation}: {library_error_text(exc)}',
         detail={"model": m.name, "version": m.version},
     )

@@ -7,15 +7,16 @@ held-out data, the lineage of the training data, and per-model serving settings.
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sqlml.errors import InvalidName
+from sqlml.naming import NAME, NAME_HINT, RESERVED_ALIASES
 
-NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+# Kept as an alias so older imports see the one shared rule rather than a copy of it.
+NAME_PATTERN = NAME
 
 # Column types a signature may use; each engine maps them to its own SQL types.
 ColumnType = Literal["text", "double", "bigint", "boolean", "timestamp"]
@@ -24,12 +25,20 @@ Task = Literal["sentiment", "classification", "regression", "forecast"]
 
 def check_name(name: str, what: str = "model name") -> str:
     """Model and feature names are identifiers: this keeps them safe in paths and SQL alike."""
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
-        raise InvalidName(
-            f"invalid {what} {name!r}",
-            hint="use lowercase letters, digits and underscores, starting with a letter (at most 63)",
-        )
+    if not isinstance(name, str) or NAME.match(name) is None:
+        raise InvalidName(f"invalid {what} {name!r}", hint=NAME_HINT)
     return name
+
+
+def check_alias(alias: str) -> str:
+    """An alias is a name that a reference does not already resolve by itself (`latest`)."""
+    check_name(alias, "alias")
+    if alias in RESERVED_ALIASES:
+        raise InvalidName(
+            f"alias {alias!r} is reserved",
+            hint=f"{alias!r} always means the newest version; choose another alias name",
+        )
+    return alias
 
 
 class Column(BaseModel):

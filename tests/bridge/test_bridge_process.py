@@ -89,7 +89,9 @@ def test_json_and_auth_over_real_http(bridge: BridgeProcess) -> None:
     assert 0.0 < rows[1]["probability"] < 1.0
     with BridgeClient(bridge.url) as anonymous, pytest.raises(Unauthorized):
         anonymous.predict("m2", features(1))
-    assert httpx.get(f"{bridge.url}/v1/models/..%2F..%2Fetc%2Fpasswd").status_code == 404
+    traversal = f"{bridge.url}/v1/models/..%2F..%2Fetc%2Fpasswd"
+    assert httpx.get(traversal).status_code == 401  # anonymous: refused before routing
+    assert httpx.get(traversal, headers={"Authorization": "Bearer all-token"}).status_code == 404
 
 
 def test_unknown_model_error_is_rebuilt(admin: BridgeClient) -> None:
