@@ -8,7 +8,9 @@ object token -> list of scopes), `SQLML_TOKENS_FILE` (the same JSON in a file),
 `SQLML_PLUGINS` (comma-separated modules imported at startup, e.g. to register runtimes),
 `SQLML_MODEL_PROCESSES` (comma-separated runtime names, or `*`, whose models run in processes of
 their own),
-`SQLML_JOBS_DB` (the training job store, SQLite) and
+`SQLML_JOBS_DB` (the training job store, SQLite), `SQLML_TRAIN_ROOTS` (comma-separated folders
+whose DuckDB files training jobs may read; default `$SQLML_HOME`), `SQLML_MAX_UPLOAD_BYTES` (the
+most Arrow data one training upload may hold, default 1 GiB) and
 `SQLML_BRIDGE_CONFIG` (a JSON or YAML file holding any of the fields below).
 """
 
@@ -47,6 +49,11 @@ def parse_size(text: str | int | None) -> int | None:
     return int(number * factor)
 
 
+def default_train_roots() -> list[str]:
+    """The folders training jobs may read DuckDB files from when none are set: the sqlml home."""
+    return [str(config.home())]
+
+
 def _flag(text: str) -> bool:
     return text.strip().lower() not in ("0", "off", "false", "no", "")
 
@@ -76,14 +83,20 @@ class BridgeSettings(BaseModel):
         description='runtimes (e.g. "sentiment", or "*" for all) whose models each run in a process of their own',
     )
     jobs_db: str | None = Field(default=None, description="training job store (SQLite); default $SQLML_HOME/jobs")
+    train_roots: list[str] = Field(
+        default_factory=default_train_roots,
+        min_length=1,
+        description="folders whose DuckDB files (after resolving symlinks) training jobs may read",
+    )
+    max_upload_bytes: int = Field(default=1024**3, ge=1, description="Arrow bytes one training upload may hold")
 
-    @field_validator("plugins", "model_processes", mode="before")
+    @field_validator("plugins", "model_processes", "train_roots", mode="before")
     @classmethod
     def _names(cls, value: Any) -> Any:
         """A comma-separated string (the environment, the command line) is a list of names."""
         return [name.strip() for name in value.split(",") if name.strip()] if isinstance(value, str) else value
 
-    @field_validator("memory_budget", mode="before")
+    @field_validator("memory_budget", "max_upload_bytes", mode="before")
     @classmethod
     def _size(cls, value: Any) -> int | None:
         return parse_size(value)
@@ -132,8 +145,10 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
         "SQLML_MAX_BODY_BYTES": "max_body_bytes",
         "SQLML_MAX_PENDING_PER_MODEL": "max_pending_per_model",
         "SQLML_JOBS_DB": "jobs_db",
-        "SQLML_PLUGINS": "plugins",  # comma-separated, as is the next: BridgeSettings._names splits them
+        "SQLML_MAX_UPLOAD_BYTES": "max_upload_bytes",
+        "SQLML_PLUGINS": "plugins",  # comma-separated, as are the next two: BridgeSettings._names splits them
         "SQLML_MODEL_PROCESSES": "model_processes",
+        "SQLML_TRAIN_ROOTS": "train_roots",
     }
     for var, field in simple.items():
         if env.get(var):

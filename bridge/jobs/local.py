@@ -7,6 +7,9 @@ first (the worker shuts Ray down and exits), SIGKILL for what is left after a gr
 
 A watcher thread per job waits for the worker to exit; a worker that exits without recording a
 final state (killed, segfault, OOM) leaves its job marked failed with the tail of its log.
+
+The worker reads its rows under the same rules as the bridge: the training roots travel on its
+command line (`--train-root`, one per folder), and its uploads are next to the job store it is given.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from sqlml.bridge.exit_status import describe_exit
@@ -28,10 +31,19 @@ LOG_TAIL_BYTES = 4000
 
 
 class LocalLauncher:
-    def __init__(self, store: JobStore, model_store: str, env: Mapping[str, str] | None = None, grace_s: float = 10.0):
+    def __init__(
+        self,
+        store: JobStore,
+        model_store: str,
+        env: Mapping[str, str] | None = None,
+        grace_s: float = 10.0,
+        *,
+        train_roots: Sequence[str],
+    ):
         self.store = store
         self.model_store = model_store
         self.env = dict(env) if env is not None else None
+        self.train_roots = [str(root) for root in train_roots]
         self.grace_s = grace_s
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
         self._lock = threading.Lock()
@@ -47,6 +59,7 @@ class LocalLauncher:
             str(self.store.path),
             "--store",
             self.model_store,
+            *(argument for root in self.train_roots for argument in ("--train-root", root)),
         ]
         env = dict(os.environ if self.env is None else self.env)
         env.setdefault("PYTHONUNBUFFERED", "1")

@@ -1,10 +1,12 @@
-"""Training job routes of the bridge: submit, list, describe, stream logs, cancel (`/v1/jobs`).
+"""Training routes of the bridge: jobs (`/v1/jobs`: submit, list, describe, stream logs, cancel)
+and uploads (`/v1/uploads`: the rows a client sends for a job to read).
 
 Every route needs a token with the `train` scope (or `admin`). `include_job_routes(app)` adds the
-router to an app built by `sqlml.bridge.app.create_app` and puts a `JobManager` on
-`app.state.jobs`: a SQLite job store under `$SQLML_HOME/jobs/` (`SQLML_JOBS_DB` moves it) and the
-local launcher, whose workers publish into the bridge's model store. At start it marks jobs whose
-worker died with an earlier bridge as failed. Blocking work runs in worker threads.
+routers to an app built by `sqlml.bridge.app.create_app` and puts a `JobManager` on
+`app.state.jobs`: a SQLite job store under `$SQLML_HOME/jobs/` (`SQLML_JOBS_DB` moves it), its
+uploads next to it, and the local launcher, whose workers publish into the bridge's model store and
+read under the bridge's `train_roots`. At start it marks jobs whose worker died with an earlier
+bridge as failed and sweeps stale uploads. Blocking work runs in worker threads.
 """
 
 from __future__ import annotations
@@ -22,22 +24,30 @@ from sqlml.bridge.api_schemas import ERROR_RESPONSES
 from sqlml.bridge.app import BridgeState, bridge_state
 from sqlml.bridge.auth import TRAIN
 from sqlml.bridge.jobs.local import LocalLauncher, pid_alive
-from sqlml.bridge.jobs.runner import JobManager
+from sqlml.bridge.jobs.runner import JobManager, source_rules
 from sqlml.bridge.jobs.spec import JobSpec
 from sqlml.bridge.jobs.store import JobStore
+from sqlml.bridge.jobs.uploads import NewUpload, UploadRows
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
+uploads_router = APIRouter(prefix="/v1/uploads", tags=["jobs"], responses=ERROR_RESPONSES)
 LOG_POLL_SECONDS = 0.5
 
 
 def include_job_routes(app: FastAPI, jobs_db: str | os.PathLike[str] | None = None) -> JobManager:
-    """Add `/v1/jobs` to a bridge app; returns the JobManager it uses (also `app.state.jobs`)."""
+    """Add `/v1/jobs` and `/v1/uploads` to a bridge app; returns the JobManager (also `app.state.jobs`)."""
     state: BridgeState = app.state.bridge
+    settings = state.settings
     store = JobStore(jobs_db or os.environ.get("SQLML_JOBS_DB") or None)
     store.recover(pid_alive)
-    manager = JobManager(store, state.registry, LocalLauncher(store, state.registry.url))
+    launcher = LocalLauncher(store, state.registry.url, train_roots=settings.train_roots)
+    manager = JobManager(
+        store, state.registry, launcher, source_rules(store, settings.train_roots, settings.max_upload_bytes)
+    )
+    manager.uploads.sweep(store.live_uploads())
     app.state.jobs = manager
     app.include_router(router)
+    app.include_router(uploads_router)
     app.openapi_schema = None  # routes changed after create_app: rebuild the schema on demand
     return manager
 
@@ -109,3 +119,25 @@ async def cancel_job(job_id: str, request: Request) -> dict[str, Any]:
     manager = _manager(request)
     record = await anyio.to_thread.run_sync(manager.cancel, job_id)
     return record.summary()
+
+
+@uploads_router.post("", status_code=201, summary="Start an upload of training rows")
+async def create_upload(body: NewUpload, request: Request) -> JSONResponse:
+    """Declare the columns (name, PostgreSQL type OID); 201 with the upload's id. Sweeps stale uploads."""
+    manager = _manager(request)
+
+    def create() -> str:
+        manager.uploads.sweep(manager.store.live_uploads())
+        return manager.uploads.create(body.columns)
+
+    upload_id = await anyio.to_thread.run_sync(create)
+    columns = [column.model_dump() for column in body.columns]
+    return JSONResponse({"id": upload_id, "columns": columns}, status_code=201)
+
+
+@uploads_router.post("/{upload_id}/rows", summary="Append rows to an upload")
+async def append_rows(upload_id: str, body: UploadRows, request: Request) -> dict[str, int]:
+    """One chunk of rows as `row_to_json` objects; answers the rows uploaded so far."""
+    manager = _manager(request)
+    total = await anyio.to_thread.run_sync(manager.uploads.append, upload_id, body.rows)
+    return {"rows": total}

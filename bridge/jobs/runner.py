@@ -6,7 +6,9 @@ missing target or feature column, no rows, GPUs asked for but absent: each a Bad
 the cause), records the job, and hands it to the launcher (`local.LocalLauncher`: a worker
 subprocess). `execute(job_id, ...)` is what that worker runs: read the rows, train through the
 spec's backend, publish, promote. Nothing touches the registry until the artifact is complete,
-so a worker that dies or is cancelled leaves the registry exactly as it was.
+so a worker that dies or is cancelled leaves the registry exactly as it was. Both sides read
+through the same `SourceRules` (training roots, upload store): the worker refuses what the bridge
+would.
 """
 
 from __future__ import annotations
@@ -14,17 +16,20 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import pyarrow as pa
 
 from sqlml.bridge.jobs import sources
+from sqlml.bridge.jobs.sources import SourceRules
 from sqlml.bridge.jobs.spec import JobSpec, is_better
 from sqlml.bridge.jobs.store import JobRecord, JobStore, now
+from sqlml.bridge.jobs.uploads import DEFAULT_MAX_BYTES, UploadStore
 from sqlml.bridge.manifest import Manifest
 from sqlml.bridge.registry import Registry
 from sqlml.bridge.training.common import artifact_dir
-from sqlml.errors import BadRequest, SqlmlError, close_names
+from sqlml.errors import BadRequest, Conflict, SqlmlError, close_names
 
 log = logging.getLogger("sqlml.jobs")
 
@@ -63,12 +68,17 @@ def check_gpus(spec: JobSpec) -> None:
         )
 
 
-def validate(spec: JobSpec) -> dict[str, str]:
+def source_rules(store: JobStore, train_roots: Sequence[str], max_upload_bytes: int = DEFAULT_MAX_BYTES) -> SourceRules:
+    """What the jobs of `store` may read: DuckDB files under `train_roots`, the store's uploads."""
+    return SourceRules(tuple(str(root) for root in train_roots), UploadStore(store.uploads_dir, max_upload_bytes))
+
+
+def validate(spec: JobSpec, rules: SourceRules) -> dict[str, str]:
     """Check the spec against the machine and the data source; returns the query's column types."""
     from sqlml.bridge.jobs import tabular  # imports the trainers' libraries, which serving need not
 
     check_gpus(spec)
-    types = sources.probe(spec.source)
+    types = sources.probe(spec.source, rules)
     columns = list(types)
     for name in [spec.target, *(spec.features or [])]:
         if name not in columns:
@@ -107,7 +117,7 @@ def _arrow_type(text: str) -> pa.DataType:
 # -- running, inside the worker process ------------------------------------------------------
 
 
-def execute(job_id: str, store: JobStore, registry: Registry) -> JobRecord:
+def execute(job_id: str, store: JobStore, registry: Registry, rules: SourceRules) -> JobRecord:
     """Train job `job_id` end to end; raises on failure (the worker records it)."""
     from sqlml.bridge.jobs.tasks import TRAINERS
 
@@ -126,7 +136,7 @@ def execute(job_id: str, store: JobStore, registry: Registry) -> JobRecord:
         ray_backend.connect(spec.resources)
         ray_backend.check_gpus(spec.resources)
     progress(0.02, f"reading rows from {spec.source.describe()}")
-    dataset = sources.read_table(spec.source)
+    dataset = sources.read_table(spec.source, rules)
     progress(0.1, f"read {dataset.table.num_rows} rows ({dataset.lineage['read_seconds']} s)")
     started = time.perf_counter()
     published: list[tuple[Manifest, bool, str]] = []
@@ -190,16 +200,27 @@ def apply_policy(registry: Registry, spec: JobSpec, stored: Manifest) -> tuple[b
 class JobManager:
     """Submit, list, describe, cancel: what the routes call (blocking: run it in a thread)."""
 
-    def __init__(self, store: JobStore, registry: Registry, launcher: Launcher):
+    def __init__(self, store: JobStore, registry: Registry, launcher: Launcher, rules: SourceRules):
         self.store = store
         self.registry = registry
         self.launcher = launcher
+        self.rules = rules
+
+    @property
+    def uploads(self) -> UploadStore:
+        return self.rules.uploads
 
     def submit(self, spec: JobSpec | dict[str, Any]) -> JobRecord:
         from sqlml.bridge.jobs.spec import parse_spec
 
         spec = spec if isinstance(spec, JobSpec) else parse_spec(spec)
-        validate(spec)
+        if spec.source.upload and spec.source.upload in self.store.live_uploads():
+            raise Conflict(
+                f"upload {spec.source.upload} is already being read by another job",
+                hint="an upload feeds one job: upload the rows again for a second one",
+                detail={"upload": spec.source.upload},
+            )
+        validate(spec, self.rules)
         record = self.store.create(spec)
         try:
             pid = self.launcher.start(record.id)

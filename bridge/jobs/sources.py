@@ -1,11 +1,19 @@
-"""Read a job's training rows straight from the database as Arrow, with their lineage.
+"""Read a job's training rows as Arrow, with their lineage, from the only places a job may read.
 
-The bridge (or its worker process) connects to the database itself — PostgreSQL through psycopg,
-a DuckDB file read-only — and never pulls rows through PL/Python. PostgreSQL rows come through a
-server-side cursor in chunks, each chunk turned into one Arrow record batch with types taken from
-the column type OIDs (so an all-NULL chunk keeps its type). Every read runs in a read-only
-transaction, and the query is wrapped as a subquery, so a second statement is a syntax error
-rather than a write.
+A source is one of three kinds, and each is opened so that a `train` token cannot reach beyond
+the rows it names:
+
+- **dsn**: a PostgreSQL connection string with the client's own credentials. The bridge never
+  adds credentials of its own (no password file, no Kerberos ticket) and refuses a session whose
+  role is a superuser or may read or write server files or run programs. Rows come through a
+  server-side cursor in chunks, in a read-only transaction.
+- **duckdb**: a file under one of the bridge's `train_roots` (after `os.path.realpath`, so a
+  symlink or `..` cannot leave them), opened read-only with external access off and the
+  configuration locked: no other file, no network, no extension, no `ATTACH`, no `COPY`.
+- **upload**: rows the client sent to `POST /v1/uploads` (`sqlml.bridge.jobs.uploads`).
+
+The query is wrapped as a subquery and must be one SELECT. An error message never carries source
+data: quoted literals become '…' (`quiet_error`) and the length is bounded.
 
 `probe()` is the cheap check run before a job is accepted: the query compiles and runs, its
 columns are known, and at least one row comes back. `read_table()` reads everything and returns
@@ -16,22 +24,29 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from sqlml.bridge.jobs.spec import Source
-from sqlml.errors import BadRequest
+from sqlml.errors import BadRequest, Forbidden
 
-DEFAULT_PG_DSN = "host=127.0.0.1 port=5432 user=postgres"
+if TYPE_CHECKING:
+    from sqlml.bridge.jobs.uploads import UploadStore
+
 CHUNK_ROWS = 50_000
+MAX_ERROR_CHARS = 300
 
-# PostgreSQL type OIDs -> Arrow types; anything else is read as text.
-_PG_TYPES: dict[int, pa.DataType] = {
+NO_PASSFILE = "/nonexistent/sqlml-no-passfile"  # libpq ignores a missing password file
+
+# PostgreSQL type OIDs -> Arrow types (of query results and of upload columns); others are text.
+PG_TYPES: dict[int, pa.DataType] = {
     16: pa.bool_(),
     20: pa.int64(),
     21: pa.int64(),
@@ -48,6 +63,41 @@ _PG_TYPES: dict[int, pa.DataType] = {
     1184: pa.timestamp("us", tz="UTC"),
 }
 
+# Roles whose members can read or write the server's files or run programs: never read with one.
+PRIVILEGED_ROLES = ("pg_read_server_files", "pg_write_server_files", "pg_execute_server_program")
+
+# libpq options a client DSN may set; the others (passfile, service, sslkey, ...) name files or
+# credentials on the bridge's host.
+DSN_KEYS = frozenset(
+    {"host", "hostaddr", "port", "dbname", "user", "password", "connect_timeout", "application_name",
+     "sslmode", "options", "target_session_attrs", "keepalives", "keepalives_idle"}
+)  # fmt: skip
+
+# Every DuckDB training connection: read-only, no file system or network beyond the opened file,
+# no extension loading, no replacement scans of the bridge's Python objects, settings locked.
+DUCKDB_CONFIG: dict[str, Any] = {
+    "enable_external_access": False,
+    "autoload_known_extensions": False,
+    "autoinstall_known_extensions": False,
+    "allow_community_extensions": False,
+    "python_enable_replacements": False,
+    "lock_configuration": True,
+}
+
+# Quoted text in a database error, which may be a value from the data: 'single-quoted' anywhere
+# (an unterminated quote runs to the end), and "double-quoted" after `: `, `string ` or `value `
+# (PostgreSQL's `invalid input syntax for type integer: "x"`, DuckDB's `Could not convert string "x"`).
+_SINGLE_QUOTED = re.compile(r"'(?:[^']|'')*(?:'|$)")
+_DOUBLE_QUOTED_VALUE = re.compile(r'(?:(?<=: )|(?<=ing )|(?<=lue ))"(?:[^"]|"")*(?:"|$)')
+
+
+@dataclass(frozen=True)
+class SourceRules:
+    """What jobs may read on this bridge: DuckDB files under `train_roots`, uploads in `uploads`."""
+
+    train_roots: tuple[str, ...]
+    uploads: UploadStore
+
 
 @dataclass
 class Dataset:
@@ -57,24 +107,12 @@ class Dataset:
     lineage: dict[str, Any] = field(default_factory=dict)
 
 
-def postgres_dsn(source: Source) -> str:
-    """The connection string for a PostgreSQL source.
-
-    `ml.train` sends only the database name: the bridge connects to that database with its own
-    credentials, from `SQLML_TRAIN_PG_DSN` (default `host=127.0.0.1 port=5432 user=postgres`), so
-    no password ever travels through SQL. Give that role read access to the tables jobs read.
-    """
-    from psycopg.conninfo import make_conninfo
-
-    if source.dsn:
-        return source.dsn
-    return make_conninfo(os.environ.get("SQLML_TRAIN_PG_DSN", DEFAULT_PG_DSN), dbname=source.database)
-
-
-def probe(source: Source) -> dict[str, str]:
+def probe(source: Source, rules: SourceRules) -> dict[str, str]:
     """Column name -> Arrow type name of the query's result; raises if it fails or returns no rows."""
     if source.kind == "duckdb":
-        schema, has_rows = _probe_duckdb(source)
+        schema, has_rows = _probe_duckdb(source, rules)
+    elif source.kind == "upload":
+        schema, has_rows = rules.uploads.schema(str(source.upload)), rules.uploads.rows(str(source.upload)) > 0
     else:
         schema, has_rows = _probe_postgres(source)
     if not has_rows:
@@ -86,11 +124,11 @@ def probe(source: Source) -> dict[str, str]:
     return {f.name: str(f.type) for f in schema}
 
 
-def read_table(source: Source, chunk_rows: int = CHUNK_ROWS) -> Dataset:
+def read_table(source: Source, rules: SourceRules, chunk_rows: int = CHUNK_ROWS) -> Dataset:
     """Every row of the query as one Arrow table, plus lineage (rows, columns, sha256 of the data)."""
     started = time.perf_counter()
-    batches = list(_duckdb_batches(source, chunk_rows) if source.kind == "duckdb" else _pg_batches(source, chunk_rows))
-    if not batches:
+    batches = list(_batches(source, rules, chunk_rows))
+    if not batches or not sum(batch.num_rows for batch in batches):
         raise BadRequest("the training query returned no rows", detail={"query": source.query})
     table = pa.Table.from_batches(batches)
     lineage = {
@@ -104,6 +142,14 @@ def read_table(source: Source, chunk_rows: int = CHUNK_ROWS) -> Dataset:
     return Dataset(table=table, lineage=lineage)
 
 
+def _batches(source: Source, rules: SourceRules, chunk_rows: int) -> Iterator[pa.RecordBatch]:
+    if source.kind == "duckdb":
+        return _duckdb_batches(source, rules, chunk_rows)
+    if source.kind == "upload":
+        return rules.uploads.batches(str(source.upload))
+    return _pg_batches(source, chunk_rows)
+
+
 def table_sha256(table: pa.Table) -> str:
     """sha256 of the table's Arrow IPC stream in one chunk (same rows in the same order, same hash)."""
     sink = pa.BufferOutputStream()
@@ -113,22 +159,59 @@ def table_sha256(table: pa.Table) -> str:
     return hashlib.sha256(sink.getvalue().to_pybytes()).hexdigest()
 
 
-def _subquery(query: str) -> str:
+def quiet_error(exc: BaseException) -> str:
+    """The first line of a database error with every quoted value replaced by '…', at most 300 chars.
+
+    The kind stays (`Conversion Error: Could not convert string '…' to INT32`, `invalid input
+    syntax for type integer: '…'`); the value, which may be a secret from the data, does not.
+    """
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    quiet = _DOUBLE_QUOTED_VALUE.sub("'…'", _SINGLE_QUOTED.sub("'…'", first))
+    return quiet if len(quiet) <= MAX_ERROR_CHARS else quiet[: MAX_ERROR_CHARS - 1] + "…"
+
+
+def _body(query: str) -> str:
     # A trailing ';' is forgiven; anything after it stays inside the parentheses and fails to parse.
-    body = query.strip().rstrip(";").strip()
-    return f"SELECT * FROM (\n{body}\n) AS sqlml_training_rows"
+    return query.strip().rstrip(";").strip()
 
 
-def _query_failed(source: Source, exc: Exception) -> BadRequest:
-    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+def _subquery(query: str) -> str:
+    return f"SELECT * FROM (\n{_body(query)}\n) AS sqlml_training_rows"
+
+
+def _query_failed(source: Source, exc: BaseException) -> BadRequest:
+    # no query in the detail: the failure may be caused by the data, and the caller has the query
     return BadRequest(
-        f"the training query failed: {first_line}",
+        f"the training query failed: {quiet_error(exc)}",
         hint="run it in psql or duckdb first; it must be one SELECT",
-        detail={"query": source.query, "source": source.describe()},
+        detail={"source": source.describe()},
     )
 
 
 # -- PostgreSQL --------------------------------------------------------------------------------
+
+
+def postgres_dsn(source: Source) -> str:
+    """The client's connection string, limited to `DSN_KEYS`, with nothing of the bridge's added.
+
+    No password file (`passfile` points nowhere) and no GSSAPI/SSPI, so a role that would log in
+    with the bridge's own credentials is not reachable; only what the DSN itself carries is.
+    """
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    try:
+        parts = conninfo_to_dict(str(source.dsn))
+    except Exception:
+        raise BadRequest("the dsn is not a PostgreSQL connection string", detail={"field": "source.dsn"}) from None
+    refused = sorted(set(parts) - DSN_KEYS)
+    if refused:
+        raise Forbidden(
+            f"the dsn may not set {', '.join(refused)}",
+            hint=f"allowed: {', '.join(sorted(DSN_KEYS))}",
+            detail={"refused": refused},
+        )
+    return make_conninfo("", **parts, passfile=NO_PASSFILE, gssencmode="disable", require_auth="!gss,!sspi")
 
 
 def _pg_connect(source: Source) -> Any:
@@ -138,12 +221,35 @@ def _pg_connect(source: Source) -> Any:
         conn = psycopg.connect(postgres_dsn(source), connect_timeout=10)
     except psycopg.Error as exc:
         raise BadRequest(
-            f"cannot connect to the training database: {str(exc).strip().splitlines()[0]}",
-            hint="SQLML_TRAIN_PG_DSN sets the host and role the bridge reads with",
+            f"cannot connect to the training database: {quiet_error(exc)}",
+            hint="the dsn needs the host, database, role and password to read with",
             detail={"source": source.describe()},
         ) from None
     conn.read_only = True
+    try:
+        _refuse_privileged_role(conn)
+    except BaseException:
+        conn.close()
+        raise
     return conn
+
+
+def _refuse_privileged_role(conn: Any) -> None:
+    """403 when the session's role is, or may become, a superuser or a server-file/program role."""
+    row = conn.execute(
+        "SELECT session_user::text, array_agg(CASE WHEN r.rolsuper THEN 'superuser ' ELSE '' END || r.rolname"
+        " ORDER BY r.rolname) FROM pg_roles r"
+        " WHERE pg_has_role(session_user, r.oid, 'MEMBER')"
+        " AND (r.rolsuper OR r.rolname = ANY(%s))",
+        [list(PRIVILEGED_ROLES)],
+    ).fetchone()
+    role, powers = row[0], row[1]
+    if powers:
+        raise Forbidden(
+            f'the training source connects as role "{role}", which is or may act as {", ".join(powers)}',
+            hint="connect as an ordinary role granted SELECT on the tables training reads",
+            detail={"role": role, "roles": powers},
+        )
 
 
 def _probe_postgres(source: Source) -> tuple[pa.Schema, bool]:
@@ -151,8 +257,9 @@ def _probe_postgres(source: Source) -> tuple[pa.Schema, bool]:
 
     with _pg_connect(source) as conn:
         try:
-            with conn.cursor() as cursor:
-                cursor.execute(f"{_subquery(source.query)} LIMIT 1")  # type: ignore[arg-type]
+            # a named cursor is a server-side cursor: one statement only, rows on demand
+            with conn.cursor(name="sqlml_training_probe") as cursor:
+                cursor.execute(f"{_subquery(source.query)} LIMIT 1")
                 row = cursor.fetchone()
                 schema = _pg_schema(cursor.description or [])
         except psycopg.Error as exc:
@@ -161,18 +268,22 @@ def _probe_postgres(source: Source) -> tuple[pa.Schema, bool]:
 
 
 def _pg_schema(description: Any) -> pa.Schema:
-    return pa.schema([pa.field(col.name, _PG_TYPES.get(col.type_code, pa.string())) for col in description])
+    return pa.schema([pa.field(col.name, arrow_type_of_oid(col.type_code)) for col in description])
 
 
-def _pg_batches(source: Source, chunk_rows: int) -> Any:
+def arrow_type_of_oid(oid: int) -> pa.DataType:
+    """The Arrow type training reads a PostgreSQL type as (`PG_TYPES`; others as text)."""
+    return PG_TYPES.get(oid, pa.string())
+
+
+def _pg_batches(source: Source, chunk_rows: int) -> Iterator[pa.RecordBatch]:
     import psycopg
 
     with _pg_connect(source) as conn:
         try:
-            # a named cursor is a server-side cursor: rows arrive chunk by chunk, never all at once
             with conn.cursor(name="sqlml_training_rows") as cursor:
                 cursor.itersize = chunk_rows
-                cursor.execute(_subquery(source.query))  # type: ignore[arg-type]
+                cursor.execute(_subquery(source.query))
                 schema: pa.Schema | None = None
                 while rows := cursor.fetchmany(chunk_rows):
                     schema = schema or _pg_schema(cursor.description or [])
@@ -204,22 +315,58 @@ def _plain(value: Any, arrow_type: pa.DataType) -> Any:
 # -- DuckDB ------------------------------------------------------------------------------------
 
 
-def _duckdb_connect(source: Source) -> Any:
+def allowed_duckdb_path(path: str, roots: Sequence[str]) -> str:
+    """The real path of `path` when it lies under one of `roots` (both resolved); else 403."""
+    real = os.path.realpath(path)
+    for root in roots:
+        real_root = os.path.realpath(root)
+        if os.path.commonpath([real, real_root]) == real_root:
+            return real
+    raise Forbidden(
+        f"DuckDB file {path!r} is outside the folders training may read",
+        hint="the bridge setting train_roots (SQLML_TRAIN_ROOTS, comma-separated; default $SQLML_HOME) lists them",
+        detail={"setting": "train_roots", "train_roots": list(roots)},
+    )
+
+
+def _duckdb_connect(source: Source, rules: SourceRules) -> Any:
     import duckdb
 
-    path = str(source.duckdb)
-    if not os.path.exists(path):
-        raise BadRequest(f"DuckDB file {path!r} does not exist", detail={"source": source.describe()})
+    path = allowed_duckdb_path(str(source.duckdb), rules.train_roots)
+    if not os.path.isfile(path):
+        raise BadRequest(f"DuckDB file {source.duckdb!r} does not exist", detail={"source": source.describe()})
     try:
-        return duckdb.connect(path, read_only=True)
+        con = duckdb.connect(path, read_only=True, config=DUCKDB_CONFIG)
     except duckdb.Error as exc:
-        raise BadRequest(f"cannot open DuckDB file {path!r}: {exc}", detail={"source": source.describe()}) from None
+        message = f"cannot open DuckDB file {source.duckdb!r}: {quiet_error(exc)}"
+        raise BadRequest(message, detail={"source": source.describe()}) from None
+    try:
+        _one_select(con, source)
+    except BaseException:
+        con.close()
+        raise
+    return con
 
 
-def _probe_duckdb(source: Source) -> tuple[pa.Schema, bool]:
+def _one_select(con: Any, source: Source) -> None:
     import duckdb
 
-    con = _duckdb_connect(source)
+    try:
+        statements = con.extract_statements(_body(source.query))
+    except duckdb.Error as exc:
+        raise _query_failed(source, exc) from None
+    if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
+        raise BadRequest(
+            "the training query must be one SELECT statement",
+            hint="no ATTACH, COPY, SET, INSTALL or second statement",
+            detail={"source": source.describe(), "statements": len(statements)},
+        )
+
+
+def _probe_duckdb(source: Source, rules: SourceRules) -> tuple[pa.Schema, bool]:
+    import duckdb
+
+    con = _duckdb_connect(source, rules)
     try:
         table = con.sql(f"{_subquery(source.query)} LIMIT 1").to_arrow_table()
     except duckdb.Error as exc:
@@ -229,10 +376,10 @@ def _probe_duckdb(source: Source) -> tuple[pa.Schema, bool]:
     return table.schema, table.num_rows > 0
 
 
-def _duckdb_batches(source: Source, chunk_rows: int) -> Any:
+def _duckdb_batches(source: Source, rules: SourceRules, chunk_rows: int) -> Iterator[pa.RecordBatch]:
     import duckdb
 
-    con = _duckdb_connect(source)
+    con = _duckdb_connect(source, rules)
     try:
         yield from con.sql(_subquery(source.query)).to_arrow_reader(chunk_rows)
     except duckdb.Error as exc:

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from sqlml.bridge.manifest import check_name
+from sqlml.bridge.manifest import check_alias, check_name
 from sqlml.errors import BadRequest
 
 TASKS = ("sentiment", "lead_scoring", "forecast")
@@ -36,38 +36,47 @@ def canonical_task(task: str) -> str:
     return name
 
 
-class Source(BaseModel):
-    """Where the rows come from: exactly one of `dsn`, `database` or `duckdb`, plus a SELECT query.
+SOURCE_KINDS = ("dsn", "duckdb", "upload")
+UPLOAD_ID_PATTERN = r"^[0-9a-f]{32}$"
 
-    `dsn` is a PostgreSQL connection string the bridge connects with; `database` names a database
-    on the bridge's own PostgreSQL server (`SQLML_TRAIN_PG_DSN` gives host and credentials, see
-    docs/training.md) — what `ml.train` sends; `duckdb` is a DuckDB file path, opened read-only.
+
+class Source(BaseModel):
+    """Where the rows come from: exactly one of `dsn`, `duckdb` or `upload`, plus the query.
+
+    `dsn` is a PostgreSQL connection string with the client's own credentials (never a superuser);
+    `duckdb` is a DuckDB file under the bridge's `train_roots`, opened read-only with no file or
+    network access; `upload` is the id of rows the client sent to `POST /v1/uploads` (what
+    `ml.train` does), and `query` is then only recorded, for lineage. `origin` is the client's
+    description of where the rows came from, also for lineage.
     """
 
     model_config = ConfigDict(extra="forbid")
 
     query: str = Field(min_length=1, max_length=100_000)
     dsn: str | None = None
-    database: str | None = None
     duckdb: str | None = None
+    upload: str | None = Field(default=None, pattern=UPLOAD_ID_PATTERN)
+    origin: str | None = Field(default=None, max_length=200)
 
     @model_validator(mode="after")
     def _one_place(self) -> Source:
-        given = [k for k in ("dsn", "database", "duckdb") if getattr(self, k)]
+        given = [k for k in SOURCE_KINDS if getattr(self, k)]
         if len(given) != 1:
-            raise ValueError("give exactly one of dsn (PostgreSQL), database (the bridge's PostgreSQL) or duckdb")
+            raise ValueError("give exactly one of dsn (PostgreSQL), duckdb (a file) or upload (an upload id)")
         return self
 
     @property
-    def kind(self) -> Literal["postgres", "duckdb"]:
-        return "duckdb" if self.duckdb else "postgres"
+    def kind(self) -> Literal["postgres", "duckdb", "upload"]:
+        if self.duckdb:
+            return "duckdb"
+        return "upload" if self.upload else "postgres"
 
     def describe(self) -> str:
         """Where the data came from, without credentials (for lineage and listings)."""
         if self.duckdb:
             return f"duckdb:{self.duckdb}"
-        if self.database:
-            return f"postgres database {self.database}"
+        if self.upload:
+            return self.origin or f"upload {self.upload}"
         return f"postgres {_strip_password(self.dsn or '')}"
 
 
@@ -102,7 +111,7 @@ class JobSpec(BaseModel):
     @field_validator("alias")
     @classmethod
     def _alias_name(cls, value: str) -> str:
-        return check_name(value, "alias")
+        return check_alias(value)
 
     @field_validator("task")
     @classmethod

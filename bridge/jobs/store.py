@@ -6,6 +6,7 @@ job through the same file (WAL mode and a busy timeout make that safe across pro
 
 States: `queued` -> `running` -> `succeeded` | `failed` | `cancelled`. The three last ones are
 final: a late update from a worker that was cancelled never turns its job back into `running`.
+A job whose source is an upload (`uploads/` next to the database) deletes it when it ends.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from sqlml import config
-from sqlml.bridge.jobs.spec import JobSpec
+from sqlml.bridge.jobs.spec import SOURCE_KINDS, JobSpec
+from sqlml.bridge.jobs.uploads import remove_upload
 from sqlml.errors import NotFound
 
 State = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -49,6 +51,9 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at);
 """
+
+# The upload id given to specs of the removed `database` kind: no upload ever has it.
+REMOVED_SOURCE_UPLOAD = "0" * 32
 
 _UPDATABLE = frozenset(
     {"state", "progress", "message", "metrics", "version", "promoted", "error", "pid", "started_at", "finished_at"}
@@ -101,6 +106,7 @@ class JobStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.logs_dir = self.path.parent / "logs"
         self.logs_dir.mkdir(exist_ok=True)
+        self.uploads_dir = self.path.parent / "uploads"
         with self._connect() as conn:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(_SCHEMA)
@@ -162,7 +168,18 @@ class JobStore:
             return cursor.rowcount == 1
 
     def finish(self, job_id: str, state: State, **fields: Any) -> bool:
-        return self.update(job_id, state=state, finished_at=now(), **fields)
+        """Make the job final (once); its upload, if it read one, is deleted then."""
+        finished = self.update(job_id, state=state, finished_at=now(), **fields)
+        if finished:
+            upload = self.get(job_id).spec.source.upload
+            if upload:
+                remove_upload(self.uploads_dir, upload)
+        return finished
+
+    def live_uploads(self) -> set[str]:
+        """The uploads that queued or running jobs will read."""
+        live = self.list(limit=10_000, state="queued") + self.list(limit=10_000, state="running")
+        return {record.spec.source.upload for record in live if record.spec.source.upload}
 
     def recover(self, is_alive: Callable[[int], bool]) -> builtins.list[str]:
         """After a restart: jobs still marked running whose process is gone become failed."""
@@ -187,7 +204,19 @@ class JobStore:
 
 def _record(row: sqlite3.Row) -> JobRecord:
     values = dict(row)
-    values["spec"] = JobSpec.model_validate_json(values["spec"])
+    values["spec"] = JobSpec.model_validate(_upgraded_spec(values["spec"]))
     values["metrics"] = json.loads(values["metrics"] or "{}")
     values["promoted"] = bool(values["promoted"])
     return JobRecord.model_validate(values)
+
+
+def _upgraded_spec(text: str) -> dict[str, Any]:
+    """A stored spec in today's shape: specs of older bridges carry `source.database` (a removed
+    kind: the bridge read that database with its own role); they stay listable, as read-only history."""
+    spec: dict[str, Any] = json.loads(text)
+    source = spec["source"]
+    database = source.pop("database", None)
+    if database and not any(source.get(kind) for kind in SOURCE_KINDS):
+        source["upload"] = REMOVED_SOURCE_UPLOAD
+        source["origin"] = source.get("origin") or f"postgres database {database}"
+    return spec

@@ -17,9 +17,10 @@ import traceback
 from types import FrameType
 
 from sqlml import config
-from sqlml.bridge.jobs.runner import execute, failure_message
+from sqlml.bridge.jobs.runner import execute, failure_message, source_rules
 from sqlml.bridge.jobs.store import JobStore
 from sqlml.bridge.registry import Registry
+from sqlml.bridge.settings import default_train_roots
 
 log = logging.getLogger("sqlml.jobs")
 
@@ -33,6 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("job_id")
     parser.add_argument("--jobs", default=None, help="job store file (default $SQLML_HOME/jobs/jobs.sqlite)")
     parser.add_argument("--store", default=None, help="model store (default SQLML_STORE or $SQLML_HOME/models)")
+    parser.add_argument(
+        "--train-root",
+        action="append",
+        default=None,
+        help="a folder DuckDB sources may be in (repeat; default $SQLML_HOME)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
     signal.signal(signal.SIGTERM, _terminate)
@@ -40,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     registry = Registry(args.store or config.store_url())
     log.info("job %s starting (pid %s)", args.job_id, os.getpid())
     try:
-        record = execute(args.job_id, store, registry)
+        record = execute(args.job_id, store, registry, source_rules(store, args.train_root or default_train_roots()))
     except BaseException as exc:
         if isinstance(exc, SystemExit):
             log.info("job %s stopped by a signal", args.job_id)

@@ -4,6 +4,10 @@
 from `GET /v1/jobs/{id}` until the job ends (exit 1 if it fails). `sqlml jobs` lists, shows,
 streams the logs of, and cancels jobs. The bridge is `--bridge` or `SQLML_BRIDGE_URL` (default
 http://127.0.0.1:8765); the token, with the `train` scope, is `--token` or `SQLML_TOKEN`.
+
+`--source` is a DuckDB file, which must lie under one of the bridge's `train_roots`
+(`SQLML_TRAIN_ROOTS`, default the bridge's `$SQLML_HOME`), or a PostgreSQL DSN with your own
+credentials: an ordinary role granted SELECT on the tables, never a superuser.
 """
 
 from __future__ import annotations
@@ -69,7 +73,10 @@ def parse_params(items: list[str]) -> dict[str, Any]:
 
 
 def source_of(source: str, query: str) -> dict[str, Any]:
-    """A DuckDB file when `source` names an existing file or ends in .duckdb/.db, else a PostgreSQL DSN."""
+    """A DuckDB file when `source` names an existing file or ends in .duckdb/.db, else a PostgreSQL DSN.
+
+    The file's path is sent resolved (symlinks and `..` followed), as the bridge checks it against
+    its training roots."""
     if Path(source).suffix in (".duckdb", ".db") or Path(source).is_file():
         return {"duckdb": str(Path(source).resolve()), "query": query}
     return {"dsn": source, "query": query}
@@ -79,7 +86,9 @@ def train(
     model: Annotated[str, typer.Option(help="model name, e.g. lead_score")],
     task: Annotated[str, typer.Option(help="sentiment, lead_scoring (classification) or forecast")],
     query: Annotated[str, typer.Option(help="SELECT returning the features and the target")],
-    source: Annotated[str, typer.Option(help="PostgreSQL DSN, or a DuckDB file path")],
+    source: Annotated[
+        str, typer.Option(help="PostgreSQL DSN (an ordinary role), or a DuckDB file under the bridge's train_roots")
+    ],
     target: Annotated[str, typer.Option(help="the column to predict")],
     feature: Annotated[
         list[str] | None, typer.Option(help="a feature column (repeat; default: all but the target)")

@@ -1,6 +1,7 @@
-"""Fixtures of the training-job tests: a scratch PostgreSQL database with a small leads table, a
-DuckDB file, a job store and model registry in tmp folders, and a job manager with the real
-local launcher (worker subprocesses)."""
+"""Fixtures of the training-job tests: a scratch PostgreSQL database with a small leads table and
+an ordinary role that may read it, a DuckDB file, a job store and model registry in tmp folders,
+and a job manager with the real local launcher (worker subprocesses) whose training root is the
+test's tmp folder."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import uvicorn
 
 from sqlml.bridge.app import create_app
 from sqlml.bridge.jobs.local import LocalLauncher
-from sqlml.bridge.jobs.runner import JobManager
+from sqlml.bridge.jobs.runner import JobManager, source_rules
 from sqlml.bridge.jobs.store import JobStore
 from sqlml.bridge.registry import Registry
 from sqlml.bridge.settings import BridgeSettings
@@ -96,6 +97,24 @@ def pg_leads() -> Iterator[str]:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")  # type: ignore[arg-type]
 
 
+@pytest.fixture(scope="module")
+def pg_reader(pg_leads: str) -> Iterator[str]:
+    """DSN of an ordinary LOGIN role `sqlml_reader_<random>` granted SELECT on `leads` of `pg_leads`
+    (trust auth: no password). What a DSN source must use: the bridge refuses superusers."""
+    import psycopg
+
+    role = f"sqlml_reader_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_leads, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN")  # type: ignore[arg-type]
+        conn.execute(f"GRANT SELECT ON leads TO {role}")  # type: ignore[arg-type]
+    try:
+        yield pg_leads.replace("user=postgres", f"user={role}")
+    finally:
+        with psycopg.connect(pg_leads, autocommit=True) as conn:
+            conn.execute(f"DROP OWNED BY {role}")  # type: ignore[arg-type]
+            conn.execute(f"DROP ROLE {role}")  # type: ignore[arg-type]
+
+
 @pytest.fixture
 def duckdb_leads(tmp_path: Path) -> Path:
     import duckdb
@@ -119,9 +138,10 @@ def job_store(tmp_path: Path) -> JobStore:
 
 
 @pytest.fixture
-def manager(job_store: JobStore, registry: Registry) -> Iterator[JobManager]:
-    launcher = LocalLauncher(job_store, registry.url, grace_s=5.0)
-    yield JobManager(job_store, registry, launcher)
+def manager(job_store: JobStore, registry: Registry, tmp_path: Path) -> Iterator[JobManager]:
+    """Jobs may read DuckDB files under the test's tmp folder (`duckdb_leads` is there)."""
+    launcher = LocalLauncher(job_store, registry.url, grace_s=5.0, train_roots=[str(tmp_path)])
+    yield JobManager(job_store, registry, launcher, source_rules(job_store, [str(tmp_path)]))
     for job_id in launcher.running():  # never leave a worker behind
         launcher.cancel(job_id, None)
 
@@ -129,12 +149,15 @@ def manager(job_store: JobStore, registry: Registry) -> Iterator[JobManager]:
 @pytest.fixture
 def bridge_url(registry: Registry, tmp_path: Path) -> Iterator[str]:
     """A real bridge (uvicorn in a thread) on `registry` with the job routes; token BRIDGE_TOKEN is admin.
-    Its local launcher starts worker subprocesses with this process's environment (RAY_ADDRESS too)."""
-    app = create_app(
-        BridgeSettings.model_validate(
-            {"store": registry.url, "tokens": {BRIDGE_TOKEN: ["admin"]}, "jobs_db": str(tmp_path / "jobs.sqlite")}
-        )
-    )
+    Its local launcher starts worker subprocesses with this process's environment (RAY_ADDRESS too);
+    its training root is the test's tmp folder."""
+    settings = {
+        "store": registry.url,
+        "tokens": {BRIDGE_TOKEN: ["admin"]},
+        "jobs_db": str(tmp_path / "jobs.sqlite"),
+        "train_roots": [str(tmp_path)],
+    }
+    app = create_app(BridgeSettings.model_validate(settings))
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

@@ -22,7 +22,12 @@ from sqlml.cli import app as cli
 def bridge_url(registry: Registry, tmp_path: Path) -> Iterator[str]:
     app = create_app(
         BridgeSettings.model_validate(
-            {"store": registry.url, "tokens": {"t": ["train"]}, "jobs_db": str(tmp_path / "jobs.sqlite")}
+            {
+                "store": registry.url,
+                "tokens": {"t": ["train"]},
+                "jobs_db": str(tmp_path / "jobs.sqlite"),
+                "train_roots": [str(tmp_path)],
+            }
         )
     )
     with socket.socket() as probe:
@@ -72,3 +77,18 @@ def test_train_reports_a_refused_spec_in_one_line(bridge_url: str, duckdb_leads:
     )  # fmt: skip
     assert result.exit_code == 1
     assert "error [bad_request]: unknown task 'clustering'" in result.output
+
+
+def test_train_reports_a_file_outside_the_bridges_roots(
+    bridge_url: str, duckdb_leads: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    elsewhere = tmp_path_factory.mktemp("elsewhere") / "leads.duckdb"
+    elsewhere.write_bytes(duckdb_leads.read_bytes())
+    result = CliRunner().invoke(
+        cli,
+        ["train", "--model", "m", "--task", "classification", "--source", str(elsewhere),
+         "--query", "SELECT income, purchased FROM leads", "--target", "purchased",
+         "--bridge", bridge_url, "--token", "t"],
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert "error [forbidden]: DuckDB file" in result.output and "train_roots" in result.output

@@ -40,9 +40,9 @@ def pg_source(dsn: str, query: str = "SELECT * FROM leads") -> dict[str, Any]:
 
 @pytest.mark.postgres
 def test_lead_scoring_from_postgres_publishes_promotes_and_serves(
-    manager: JobManager, registry: Registry, pg_leads: str
+    manager: JobManager, registry: Registry, pg_reader: str
 ) -> None:
-    record = manager.submit(lead_spec(pg_source(pg_leads)))
+    record = manager.submit(lead_spec(pg_source(pg_reader)))
     assert record.state in ("queued", "running")
     done = manager.wait(record.id, timeout=120)
     assert done.state == "succeeded", done.error
@@ -68,11 +68,11 @@ def test_lead_scoring_from_postgres_publishes_promotes_and_serves(
 
 @pytest.mark.postgres
 def test_if_better_keeps_production_when_the_new_version_is_worse(
-    manager: JobManager, registry: Registry, pg_leads: str
+    manager: JobManager, registry: Registry, pg_reader: str
 ) -> None:
-    first = manager.wait(manager.submit(lead_spec(pg_source(pg_leads))).id, timeout=120)
+    first = manager.wait(manager.submit(lead_spec(pg_source(pg_reader))).id, timeout=120)
     # one shallow tree on a feature that carries no signal cannot beat the first model's AUC
-    worse = lead_spec(pg_source(pg_leads), features=["visits"], params={"n_estimators": 1, "max_depth": 1})
+    worse = lead_spec(pg_source(pg_reader), features=["visits"], params={"n_estimators": 1, "max_depth": 1})
     second = manager.wait(manager.submit(worse).id, timeout=120)
     assert (first.version, first.promoted) == (1, True)
     assert (second.state, second.version, second.promoted) == ("succeeded", 2, False)
@@ -104,11 +104,11 @@ def test_lead_scoring_from_a_duckdb_file(manager: JobManager, registry: Registry
     ],
 )
 def test_bad_specs_are_refused_before_any_work(
-    manager: JobManager, job_store: JobStore, registry: Registry, pg_leads: str, change: dict[str, Any], message: str
+    manager: JobManager, job_store: JobStore, registry: Registry, pg_reader: str, change: dict[str, Any], message: str
 ) -> None:
-    spec = lead_spec(pg_source(pg_leads))
+    spec = lead_spec(pg_source(pg_reader))
     if "source" in change:
-        change = {"source": {"dsn": pg_leads, **change["source"]}}
+        change = {"source": {"dsn": pg_reader, **change["source"]}}
     if change.get("features") == ["income", "lead_note"]:
         spec["features"] = change["features"]
     else:
@@ -192,3 +192,20 @@ def test_a_job_whose_worker_died_after_a_restart_fails_when_looked_at(
     job_store.update(record.id, state="running", pid=2**22 + 12346)  # alive at restart, gone since
     assert manager.get(record.id).state == "failed"
     assert "worker is gone" in (manager.get(record.id).error or "")
+
+
+def test_jobs_of_the_removed_database_source_kind_stay_listable(job_store: JobStore, duckdb_leads: Path) -> None:
+    """A store written by an older bridge: its specs carry `source.database`, now refused on submit."""
+    import json
+    import sqlite3
+
+    from sqlml.bridge.jobs.spec import parse_spec
+
+    record = job_store.create(parse_spec(lead_spec({"duckdb": str(duckdb_leads), "query": "SELECT * FROM leads"})))
+    old = json.loads(record.spec.model_dump_json())
+    old["source"] = {"query": "SELECT * FROM leads", "dsn": None, "database": "crm", "duckdb": None}
+    with sqlite3.connect(job_store.path) as conn:
+        conn.execute("UPDATE jobs SET spec = ? WHERE id = ?", (json.dumps(old), record.id))
+    kept = job_store.get(record.id)
+    assert kept.summary()["spec"]["source"]["where"] == "postgres database crm"
+    assert job_store.finish(record.id, "failed", error="old") is True

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pytest
 
 from sqlml.bridge.host import ModelHost
-from sqlml.bridge.jobs.runner import JobManager, execute
+from sqlml.bridge.jobs.runner import JobManager, execute, source_rules
 from sqlml.bridge.jobs.spec import parse_spec
 from sqlml.bridge.jobs.store import JobStore
 from sqlml.bridge.registry import Registry
@@ -48,13 +48,13 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.mark.postgres
 def test_lead_scoring_with_two_ray_workers_from_postgres(
-    ray_cluster: str, manager: JobManager, registry: Registry, pg_leads: str, monkeypatch: pytest.MonkeyPatch
+    ray_cluster: str, manager: JobManager, registry: Registry, pg_reader: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("RAY_ADDRESS", ray_cluster)  # the worker subprocess joins the test's cluster
     spec = {
         "model": "leads_ray",
         "task": "classification",
-        "source": {"dsn": pg_leads, "query": "SELECT income, cars, age, owner, visits, purchased FROM leads"},
+        "source": {"dsn": pg_reader, "query": "SELECT income, cars, age, owner, visits, purchased FROM leads"},
         "target": "purchased",
         "params": {"n_estimators": 15, "max_depth": 3, "learning_rate": 0.3},
         "backend": "ray",
@@ -130,9 +130,10 @@ def reviews_job(model: str, folder: Path, params: dict[str, Any], **spec: Any) -
     return {"model": model, "task": "sentiment", "source": source, "target": "great", "params": params, **spec}
 
 
-def run_in_process(store: JobStore, registry: Registry, spec: dict[str, Any]) -> Any:
+def run_in_process(store: JobStore, registry: Registry, spec: dict[str, Any], root: Path) -> Any:
+    """Run the job in this process, reading DuckDB files under `root`."""
     record = store.create(parse_spec(spec))
-    return execute(record.id, store, registry)
+    return execute(record.id, store, registry, source_rules(store, [str(root)]))
 
 
 def test_sentiment_ddp_fine_tune_with_two_gloo_workers(
@@ -148,7 +149,7 @@ def test_sentiment_ddp_fine_tune_with_two_gloo_workers(
         "serve_precision": "bfloat16",
     }
     spec = reviews_job("tiny_sentiment", tmp_path, params, backend="ray", resources={"workers": 2})
-    done = run_in_process(job_store, registry, spec)
+    done = run_in_process(job_store, registry, spec, tmp_path)
     assert done.state == "succeeded", done.error
     assert done.metrics["workers"] == 2.0 and done.metrics["samples_per_second"] > 0
     assert 0.0 <= done.metrics["auc"] <= 1.0
@@ -168,7 +169,7 @@ def test_an_unknown_serve_precision_fails_the_job_before_training(
 ) -> None:
     spec = reviews_job("fp8_sentiment", tmp_path, {"base_model": str(tiny_bert), "serve_precision": "fp8"})
     with pytest.raises(TrainingError, match=r"params\.serve_precision must be one of float32, bfloat16, not 'fp8'"):
-        run_in_process(job_store, registry, spec)
+        run_in_process(job_store, registry, spec, tmp_path)
     assert "fp8_sentiment" not in registry.names()
 
 
@@ -202,7 +203,7 @@ def test_per_series_forecasts_fit_as_parallel_ray_tasks(
         "params": {"series_column": "meter", "n_estimators": 8, "max_depth": 3},
         "backend": "ray",
     }
-    done = run_in_process(job_store, registry, spec)
+    done = run_in_process(job_store, registry, spec, tmp_path)
     assert done.state == "succeeded", done.error
     assert registry.names() == ["meters_heat_pump", "meters_kitchen"]
     assert "meters_kitchen v1" in done.message

@@ -24,6 +24,7 @@ def settings(registry: Registry, tmp_path: Path) -> BridgeSettings:
             "store": registry.url,
             "tokens": {"train-token": ["train"], "predict-token": ["predict:*"]},
             "jobs_db": str(tmp_path / "jobs.sqlite"),
+            "train_roots": [str(tmp_path)],
         }
     )
 
