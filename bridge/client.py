@@ -15,12 +15,14 @@ from sqlml import config
 from sqlml.bridge.host import ModelHost
 from sqlml.bridge.manifest import Manifest
 from sqlml.bridge.registry import ModelRef, Registry
+from sqlml.errors import SqlmlError
 
 
 class ModelClient(Protocol):
     def models(self) -> list[dict[str, Any]]:
         """One entry per model: name, version (the default one), versions, aliases, task, runtime,
-        signature, metrics, loaded."""
+        signature, metrics, loaded; or, for a model the store cannot describe, name, versions,
+        aliases, loaded and `error` (the error envelope's body)."""
         ...
 
     def describe(self, model: str) -> Manifest: ...
@@ -56,24 +58,27 @@ class LocalClient:
 
 
 def model_listing(registry: Registry, host: ModelHost | None = None) -> list[dict[str, Any]]:
-    """The rows of `sqlml models`, `GET /v1/models` and `ml.models()`."""
+    """The rows of `sqlml models`, `GET /v1/models` and `ml.models()`. A model whose default
+    version cannot be resolved or described (a corrupt manifest or `aliases.json`) is listed with
+    its `error` instead of its manifest fields, so one broken model never hides the others."""
     loaded = set(host.loaded()) if host else set()
-    rows = []
-    for name in registry.names():
-        version = registry.resolve(ModelRef(name))
+    return [_listing_row(registry, name, loaded) for name in registry.names()]
+
+
+def _listing_row(registry: Registry, name: str, loaded: set[tuple[str, int]]) -> dict[str, Any]:
+    row: dict[str, Any] = {"name": name, "version": None, "versions": registry.versions(name), "aliases": {}}
+    try:
+        row["aliases"] = registry.aliases(name)
+        row["version"] = version = registry.resolve(ModelRef(name))
         manifest = registry.manifest(name, version)
-        rows.append(
-            {
-                "name": name,
-                "version": version,
-                "versions": registry.versions(name),
-                "aliases": registry.aliases(name),
-                "task": manifest.task,
-                "runtime": manifest.runtime,
-                "description": manifest.description,
-                "signature": manifest.signature.model_dump(),
-                "metrics": manifest.metrics,
-                "loaded": (name, version) in loaded,
-            }
-        )
-    return rows
+    except SqlmlError as error:
+        return {**row, "loaded": False, "error": error.to_dict()}
+    return {
+        **row,
+        "task": manifest.task,
+        "runtime": manifest.runtime,
+        "description": manifest.description,
+        "signature": manifest.signature.model_dump(),
+        "metrics": manifest.metrics,
+        "loaded": (name, version) in loaded,
+    }

@@ -5,8 +5,9 @@ reference (`name`, `name:3`, `name:staging`) through the registry, loads each ve
 under concurrent first requests, keeps loaded versions under a memory budget by evicting the least
 recently used unpinned one, serves the runtimes named in `model_processes` from child processes
 (`sqlml.bridge.model_process`), validates batches against the signature, and implements NULL in, NULL
-out. If the version an alias points at fails to load, the newest older version that loads keeps
-serving (and the failure is reported through `HostEvents`).
+out. If the version an alias points at fails to load (a corrupt artifact, or a manifest the
+registry reports as `StoreCorrupt`), the newest older version that loads keeps serving (and the
+failure is reported through `HostEvents`, as are the corrupt store files the registry finds).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from sqlml.bridge.model_process import ProcessRuntime
 from sqlml.bridge.registry import ModelRef, Registry
 from sqlml.bridge.runtimes import Runtime, runtime_class
 from sqlml.bridge.signature import arrow_type, conform, null_rows, scatter
-from sqlml.errors import ModelLoadError, SqlmlError
+from sqlml.errors import ModelLoadError, SqlmlError, library_error_text
 
 log = logging.getLogger("sqlml.host")
 
@@ -43,6 +44,7 @@ class HostEvents:
     def waited_for_load(self, name: str, version: int, seconds: float) -> None: ...
     def unloaded(self, name: str, version: int, seconds: float) -> None: ...
     def model_process_crashed(self, name: str, version: int, how: str) -> None: ...
+    def store_corrupt(self, name: str, file: str) -> None: ...
 
 
 @dataclass
@@ -73,6 +75,7 @@ class ModelHost:
         self._pinned: set[str] = set()
         self._lock = threading.Lock()
         self._loading: dict[tuple[str, int], threading.Lock] = {}
+        registry.watch_corruption(self.events.store_corrupt)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -151,7 +154,7 @@ class ModelHost:
             raise exc from None
         except Exception as exc:  # a corrupt artifact can raise anything from its library
             error = ModelLoadError(
-                f'model "{name}" version {version} failed to load: {type(exc).__name__}: {str(exc)[:300]}',
+                f'model "{name}" version {version} failed to load: {library_error_text(exc)}',
                 hint="the artifact may be corrupt; earlier versions keep serving",
                 detail={"model": name, "version": version},
             )

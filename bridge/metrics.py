@@ -1,8 +1,9 @@
 """Prometheus metrics of the bridge, one `CollectorRegistry` per app.
 
 Names follow SageMaker multi-model endpoints (cache hits, loaded model count, loading, waiting and
-unloading time) plus per-model request counts, latency and batch-size histograms and errors by
-code. `BridgeMetrics` is also the host's `HostEvents`, so the host reports loads and evictions.
+unloading time) plus per-model request counts, latency and batch-size histograms, errors by
+code and corrupt store entries. `BridgeMetrics` is also the host's `HostEvents`, so the host
+reports loads, evictions and the corrupt store files its registry finds.
 """
 
 from __future__ import annotations
@@ -93,6 +94,12 @@ class BridgeMetrics(HostEvents):
             buckets=BATCH_BUCKETS,
             registry=r,
         )
+        self.store_corrupt_entries = Counter(
+            "sqlml_store_corrupt_entries",
+            "Store files (manifests, aliases) found unreadable or invalid; each counted once until it reads well",
+            ["model"],
+            registry=r,
+        )
         self.errors = Counter("sqlml_errors", "Failed requests by error code", ["code"], registry=r)
 
     def watch_host(
@@ -128,6 +135,9 @@ class BridgeMetrics(HostEvents):
 
     def model_process_crashed(self, name: str, version: int, how: str) -> None:
         self.process_crashes.labels(name, str(version)).inc()
+
+    def store_corrupt(self, name: str, file: str) -> None:
+        self.store_corrupt_entries.labels(name).inc()
 
     # -- requests --------------------------------------------------------------------------
 

@@ -45,7 +45,7 @@ import pyarrow as pa
 from sqlml.bridge.exit_status import describe_exit
 from sqlml.bridge.manifest import Manifest
 from sqlml.bridge.runtimes.base import Runtime
-from sqlml.errors import SqlmlError, Unavailable
+from sqlml.errors import SqlmlError, Unavailable, library_error_text
 
 log = logging.getLogger("sqlml.model_process")
 
@@ -265,7 +265,7 @@ def _portable(exc: Exception) -> dict[str, Any] | bytes | str:
         pickle.loads(payload)  # some exceptions pickle but cannot be rebuilt
         return payload
     except Exception:
-        return f"{type(exc).__name__}: {exc}"
+        return library_error_text(exc)
 
 
 def _class_path(cls: type[Runtime]) -> str:

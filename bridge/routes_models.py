@@ -120,10 +120,14 @@ def _read_batch(call: BatchCall, model: LoadedModel, json_model: type[B]) -> tup
 
 
 @router.get("", response_model=schemas.ModelList, summary="List models")
-async def list_models(request: Request) -> dict[str, Any]:
-    """Every model with its default version, versions, aliases, signature and whether it is loaded."""
+async def list_models(request: Request) -> Response:
+    """Every model with its default version, versions, aliases, signature and whether it is loaded;
+    a model the store cannot describe (a corrupt manifest or aliases file) is listed with its
+    `error` instead, and every other model as usual."""
     state = _authorize(request, ANY_TOKEN)
-    return {"models": await _blocking(model_listing, state.registry, state.host)}
+    # Answered as is: `ModelSummary` does not describe the rows of broken models yet (their `error`
+    # would be dropped and their missing manifest fields would fail validation).
+    return JSONResponse({"models": await _blocking(model_listing, state.registry, state.host)})
 
 
 @router.get("/{model}", response_model=schemas.ModelDetail, summary="Describe a model")
