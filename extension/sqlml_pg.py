@@ -26,6 +26,7 @@ import socket
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -730,12 +731,43 @@ def predict_batch(plpy: Any, model: str, rows: Sequence[str | None]) -> Iterator
     warnings = _Warnings(plpy)
     try:
         check_model(model)
-        for start in range(0, len(rows), settings.batch_size):
-            chunk = rows[start : start + settings.batch_size]
-            yield from _score_chunk(bridge, model, chunk, start, warnings)
+        sizer, start = ChunkSizer(settings), 0
+        while start < len(rows):
+            chunk = rows[start : start + sizer.size]
+            with sizer.timing(len(chunk)):
+                scored = list(_score_chunk(bridge, model, chunk, start, warnings))
+            yield from scored
+            start += len(chunk)
     except BridgeError as error:
         raise_sql(plpy, error)
     warnings.finish()
+
+
+class ChunkSizer:
+    """Rows per request of the batch paths. It starts at the bridge's default batch size (64) and
+    doubles while requests come back in under an eighth of sqlml.timeout_ms, up to sqlml.batch_size;
+    one that takes over half of it halves the next. So a fast model soon sends sqlml.batch_size rows
+    per request, while a CPU transformer's requests stay at what it scores in a fraction of the
+    timeout, and no request of the batch paths outlasts sqlml.timeout_ms by its size alone."""
+
+    START = 64
+
+    def __init__(self, settings: Settings, start: int = START):
+        self.limit = settings.batch_size
+        self.timeout_s = settings.timeout_ms / 1000.0
+        self.size = max(1, min(start, self.limit))
+
+    def record(self, rows: int, seconds: float) -> None:
+        if seconds > self.timeout_s / 2:
+            self.size = max(1, self.size // 2)
+        elif seconds < self.timeout_s / 8 and rows >= self.size:
+            self.size = min(self.limit, self.size * 2)
+
+    @contextmanager
+    def timing(self, rows: int) -> Iterator[None]:
+        started = time.monotonic()
+        yield
+        self.record(rows, time.monotonic() - started)
 
 
 def _score_chunk(
@@ -783,24 +815,18 @@ def predict_rows_json(plpy: Any, model: str, rows_json: str) -> str:
     return json.dumps([_result_json(o) for o in outputs])
 
 
-# Texts per request in ml.sentiment_batch (fewer when sqlml.batch_size is lower). A transformer on a
-# CPU scores tens to hundreds of texts a second, so 10,000 texts in one request would outlast any
-# interactive sqlml.timeout_ms; 64 keeps each request to a few seconds at worst and still fills the
-# bridge's batches (its default max_batch_size is 64).
-TEXT_BATCH_SIZE = 64
-
-
 def sentiment_batch(plpy: Any, texts: Sequence[str | None]) -> Iterator[tuple[int, str | None, float | None]]:
     """ml.sentiment_batch(text[]) -> (ord, label, confidence)."""
     settings, bridge = _open(plpy)
     warnings = _Warnings(plpy)
     model = settings.sentiment_model
-    chunk_size = min(settings.batch_size, TEXT_BATCH_SIZE)
+    sizer, start = ChunkSizer(settings), 0
     try:
-        for start in range(0, len(texts), chunk_size):
-            chunk = list(texts[start : start + chunk_size])
+        while start < len(texts):
+            chunk = list(texts[start : start + sizer.size])
             try:
-                columns = bridge.predict_columns(model, {"text": chunk}, len(chunk))
+                with sizer.timing(len(chunk)):
+                    columns = bridge.predict_columns(model, {"text": chunk}, len(chunk))
                 labels, confidences = columns.get("label"), columns.get("confidence")
                 if labels is None or confidences is None:
                     raise BridgeError("bad_response", f'model "{model}" did not return label and confidence')
@@ -811,6 +837,7 @@ def sentiment_batch(plpy: Any, texts: Sequence[str | None]) -> Iterator[tuple[in
                 labels = confidences = [None] * len(chunk)
             for position, (label, confidence) in enumerate(zip(labels, confidences, strict=True)):
                 yield start + position + 1, label, (confidence if label is not None else None)
+            start += len(chunk)
     except BridgeError as error:
         raise_sql(plpy, error)
     warnings.finish()
@@ -848,7 +875,8 @@ def predict_query(plpy: Any, model: str, query: str, key: str) -> Iterator[tuple
     score = _plan_typed(plpy, "SELECT ml._predict_rows($1, $2) AS results", ["pg_catalog.text", "pg_catalog.text"])
     try:
         cursor = plpy.cursor(wrapped)
-        first = _score_query_chunk(plpy, cursor, score, model, settings.batch_size)
+        sizer = ChunkSizer(settings)
+        first = _score_query_chunk(plpy, cursor, score, model, sizer)
     except plpy.SPIError as exc:
         error = from_spi_error(exc)
         if error.sqlstate == "42703" and f"q.{key}" in error.message:
@@ -858,19 +886,19 @@ def predict_query(plpy: Any, model: str, query: str, key: str) -> Iterator[tuple
     except BridgeError as error:
         raise_sql(plpy, error)
         raise
-    return _stream_query(plpy, cursor, score, model, settings.batch_size, first)
+    return _stream_query(plpy, cursor, score, model, sizer, first)
 
 
 def _stream_query(
-    plpy: Any, cursor: Any, score: Any, model: str, batch_size: int, first: list[tuple[str | None, str | None]]
+    plpy: Any, cursor: Any, score: Any, model: str, sizer: ChunkSizer, first: tuple[int, list[Any]]
 ) -> Iterator[tuple[str | None, str | None]]:
-    chunk = first
+    asked, chunk = first
     while chunk:
         yield from chunk
-        if len(chunk) < batch_size:
+        if len(chunk) < asked:
             return
         try:
-            chunk = _score_query_chunk(plpy, cursor, score, model, batch_size)
+            asked, chunk = _score_query_chunk(plpy, cursor, score, model, sizer)
         except plpy.SPIError as exc:
             raise_sql(plpy, from_spi_error(exc))
         except BridgeError as error:
@@ -878,20 +906,23 @@ def _stream_query(
 
 
 def _score_query_chunk(
-    plpy: Any, cursor: Any, score: Any, model: str, batch_size: int
-) -> list[tuple[str | None, str | None]]:
-    rows = cursor.fetch(batch_size)
+    plpy: Any, cursor: Any, score: Any, model: str, sizer: ChunkSizer
+) -> tuple[int, list[tuple[str | None, str | None]]]:
+    """(rows asked of the cursor, the scored (key, result) pairs of the rows it gave)."""
+    asked = sizer.size
+    rows = cursor.fetch(asked)
     if not len(rows):
-        return []
+        return asked, []
     payload = "[" + ",".join(row["sqlml_features"] for row in rows) + "]"
-    results = json.loads(plpy.execute(score, [model, payload])[0]["results"])
+    with sizer.timing(len(rows)):
+        results = json.loads(plpy.execute(score, [model, payload])[0]["results"])
     if len(results) != len(rows):
         raise BridgeError(
             "bad_response",
             f'the bridge answered predict for "{model}" with {len(results)} rows for {len(rows)}',
             detail={"expected_rows": len(rows), "got": len(results)},
         )
-    return [(row["sqlml_key"], result) for row, result in zip(rows, results, strict=True)]
+    return asked, [(row["sqlml_key"], result) for row, result in zip(rows, results, strict=True)]
 
 
 def _plan_typed(plpy: Any, sql: str, types: list[str]) -> Any:

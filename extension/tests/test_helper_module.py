@@ -137,12 +137,35 @@ def test_sentiment_single_and_batch(helper: ModuleType, bridge: Any) -> None:
     assert [len(b["columns"]["text"]) for b in columns_requests] == [2, 2]
 
 
-def test_sentiment_batch_sends_at_most_64_texts_per_request(helper: ModuleType, bridge: Any) -> None:
+def test_batch_requests_start_at_64_rows_and_grow_while_fast(helper: ModuleType, bridge: Any) -> None:
     plpy = FakePlpy({"bridge_url": bridge[0]})  # sqlml.batch_size left at its default, 10,000
-    out = list(helper.sentiment_batch(plpy, ["good"] * 150))
-    assert [row[0] for row in out] == list(range(1, 151)) and {row[1] for row in out} == {"positive"}
+    out = list(helper.sentiment_batch(plpy, ["good"] * 500))
+    assert [row[0] for row in out] == list(range(1, 501)) and {row[1] for row in out} == {"positive"}
     columns_requests = [body for _, _, body in bridge[1].requests if body and "columns" in body]
-    assert [len(b["columns"]["text"]) for b in columns_requests] == [64, 64, 22]
+    assert [len(b["columns"]["text"]) for b in columns_requests] == [64, 128, 256, 52]
+
+
+def test_batch_requests_shrink_when_slow_against_the_timeout(helper: ModuleType, bridge: Any) -> None:
+    bridge[1].delay_s = 0.3  # each request takes over half of a 500 ms timeout
+    plpy = FakePlpy({"bridge_url": bridge[0], "timeout_ms": "500"})
+    rows = ['{"a": 1, "b": 2}'] * 100
+    out = list(helper.predict_batch(plpy, "lead", rows))
+    assert len(out) == 100
+    sizes = [len(body["rows"]) for _, _, body in bridge[1].requests if body and "rows" in body]
+    assert sizes == [64, 32, 4]  # halved after each slow answer
+
+
+def test_chunk_sizer_stays_within_its_bounds(helper: ModuleType) -> None:
+    settings = helper.Settings("http://x", timeout_ms=8000, batch_size=100, on_error="raise", sentiment_model="s")
+    sizer = helper.ChunkSizer(settings)
+    for _ in range(10):
+        sizer.record(sizer.size, 0.01)  # fast: doubles up to sqlml.batch_size
+    assert sizer.size == 100
+    for _ in range(20):
+        sizer.record(sizer.size, 5.0)  # over half the timeout: halves down to one row
+    assert sizer.size == 1
+    sizer.record(1, 2.0)  # between an eighth and a half: stays
+    assert sizer.size == 1
 
 
 def test_ten_megabyte_text(helper: ModuleType, plpy: FakePlpy) -> None:
