@@ -150,6 +150,7 @@ class Settings:
     # Set when a token is stored for this role but bound to another URL than this session's: the
     # token is then withheld, and a 401 says where it would have gone.
     withheld_for: str | None = None
+    statement: str = ""  # when the client's statement started: identifies it for _once_per_statement
 
 
 SETTINGS_SQL = """
@@ -158,7 +159,8 @@ SELECT pg_catalog.current_setting('sqlml.bridge_url', true) AS bridge_url,
        pg_catalog.current_setting('sqlml.batch_size', true) AS batch_size,
        pg_catalog.current_setting('sqlml.on_error', true) AS on_error,
        pg_catalog.current_setting('sqlml.sentiment_model', true) AS sentiment_model,
-       session_user AS login
+       session_user AS login,
+       pg_catalog.statement_timestamp()::pg_catalog.text AS statement
 """
 
 # The tokens that may apply to the login role, most specific first: tokens stored for the role or a
@@ -219,7 +221,8 @@ def read_settings(plpy: Any, with_token: bool = True) -> Settings:
         raise BridgeError("invalid_setting", f"sqlml.on_error must be 'raise' or 'null', got {on_error!r}")
     token = credential.token if credential and credential.bridge_url == url else None
     withheld = credential.bridge_url if credential and token is None else None
-    return Settings(url, timeout_ms, batch_size, on_error, row["sentiment_model"] or "sentiment", token, withheld)
+    model = row["sentiment_model"] or "sentiment"
+    return Settings(url, timeout_ms, batch_size, on_error, model, token, withheld, row.get("statement") or "")
 
 
 def normalize_url(text: str) -> str:
@@ -303,6 +306,7 @@ def forget_token() -> None:
     """Called by ml.set_token() and ml.grant() so this session sees the change at once (others
     within TOKEN_CACHE_SECONDS)."""
     _token_cache.clear()
+    _last_row.clear()
 
 
 # --- HTTP ----------------------------------------------------------------------------------
@@ -678,8 +682,10 @@ def _check_interrupts(plpy: Any) -> None:
     plpy.execute(_plan(plpy, "SELECT 1"))
 
 
-def predict(plpy: Any, model: str, features: str) -> str | None:
-    """ml.predict(model, features jsonb) -> jsonb of the model's outputs."""
+def predict(plpy: Any, model: str, features: str, only_inputs: bool = False) -> str | None:
+    """ml.predict(model, features jsonb) -> jsonb of the model's outputs. With `only_inputs` (the
+    record form, ml.predict(model, t)), columns that are not the model's inputs (keys, the target)
+    are left out, as DuckDB's ml.predict leaves them out."""
     settings, bridge = _open(plpy)
     try:
         check_model(model)
@@ -689,17 +695,72 @@ def predict(plpy: Any, model: str, features: str) -> str | None:
                 "features must be a JSON object of column: value",
                 hint="""for example '{"mostype": 33, "maothers": 0}'::jsonb or to_jsonb(t)""",
             )
+        if only_inputs:
+            row, inputs = json.loads(features), model_inputs(bridge, model)
+            features = json.dumps({name: row[name] for name in inputs if name in row} or row)
         return _result_json(bridge.predict(model, [features])[0])
     except BridgeError as error:
         _guard(plpy, settings, error)
         return None
 
 
+INPUTS_CACHE_SECONDS = 30.0
+_inputs_cache: dict[tuple[str, str], tuple[float, list[str]]] = {}
+
+
+def model_inputs(bridge: Bridge, model: str) -> list[str]:
+    """The input columns of the version `model` names, from the bridge (cached for a few seconds)."""
+    key = (bridge.settings.bridge_url, model)
+    cached = _inputs_cache.get(key)
+    if cached and cached[0] > time.monotonic():
+        return cached[1]
+    answer = bridge.call("GET", f"/v1/models/{_quote(model)}")
+    manifest = answer.get("manifest") if isinstance(answer, dict) else None
+    inputs = ((manifest or {}).get("signature") or {}).get("inputs") if isinstance(manifest, dict) else None
+    if not isinstance(inputs, list):
+        raise BridgeError("bad_response", f'the bridge described model "{model}" without a signature')
+    names = [str(c.get("name")) for c in inputs if isinstance(c, dict)]
+    _inputs_cache[key] = (time.monotonic() + INPUTS_CACHE_SECONDS, names)
+    return names
+
+
+def inputs_of(plpy: Any, model: str) -> list[str]:
+    """ml._model_inputs(model): the model's input columns, for the SECURITY INVOKER paths."""
+    _settings, bridge = _open(plpy)
+    try:
+        check_model(model)
+        return model_inputs(bridge, model)
+    except BridgeError as error:
+        raise_sql(plpy, error)
+        raise
+
+
+# The last per-row result of this session, keyed by the statement and the call: PostgreSQL expands
+# `(ml.f(x)).*` into one call per output column, and these calls come one after the other with the
+# same arguments, so the second and later ones cost no request. Lifecycle calls clear it.
+_last_row: dict[str, tuple[str, Any]] = {}
+
+
+def _once_per_statement(settings: Settings, call: str, score: Callable[[], Any]) -> Any:
+    key = settings.statement + "|" + hashlib.sha256(call.encode()).hexdigest()
+    last = _last_row.get("row")
+    if last is not None and last[0] == key and settings.statement:
+        return last[1]
+    result = score()
+    _last_row["row"] = (key, result)
+    return result
+
+
+def forget_results() -> None:
+    _last_row.clear()
+
+
 def predict_typed(plpy: Any, model: str, inputs: Sequence[str], outputs: Sequence[str], values: Sequence[Any]) -> Any:
     """Body of a function generated by ml.sync(): one output -> its value, several -> a record."""
     settings, bridge = _open(plpy)
     try:
-        row = bridge.predict(model, [json.dumps(dict(zip(inputs, values, strict=True)), default=str)])[0]
+        features = json.dumps(dict(zip(inputs, values, strict=True)), default=str)
+        row = _once_per_statement(settings, model + "\n" + features, lambda: bridge.predict(model, [features])[0])
         if not isinstance(row, dict):
             raise BridgeError("bad_response", f'the bridge answered predict for "{model}" with a malformed row')
         if len(outputs) == 1:
@@ -714,7 +775,8 @@ def sentiment(plpy: Any, text: str) -> dict[str, Any] | None:
     """ml.sentiment(text) -> (label, confidence)."""
     settings, bridge = _open(plpy)
     try:
-        row = bridge.predict(settings.sentiment_model, [json.dumps({"text": text})])[0]
+        model, features = settings.sentiment_model, json.dumps({"text": text})
+        row = _once_per_statement(settings, model + "\n" + features, lambda: bridge.predict(model, [features])[0])
         if not isinstance(row, dict):
             raise BridgeError("bad_response", "the bridge answered sentiment with a malformed row")
         if row.get("label") is None:
@@ -862,12 +924,14 @@ def predict_query(plpy: Any, model: str, query: str, key: str) -> Iterator[tuple
     except BridgeError as error:
         raise_sql(plpy, error)
         raise
-    key_ident, key_literal = plpy.quote_ident(key), plpy.quote_literal(key)
+    key_ident = plpy.quote_ident(key)
+    left_out = [key, *_not_inputs(plpy, model, body, key)]
+    dropped = "ARRAY[" + ", ".join(plpy.quote_literal(name) for name in left_out) + "]::pg_catalog.text[]"
     # The caller's query becomes a subquery: one statement, and a data-modifying WITH is rejected
     # by PostgreSQL there ("must be at the top level").
     wrapped = (
         f"SELECT (q.{key_ident})::pg_catalog.text AS sqlml_key, "
-        f"(pg_catalog.to_jsonb(q) OPERATOR(pg_catalog.-) {key_literal}::pg_catalog.text)::pg_catalog.text"
+        f"(pg_catalog.to_jsonb(q) OPERATOR(pg_catalog.-) {dropped})::pg_catalog.text"
         f" AS sqlml_features FROM (\n{body}\n) AS q"
     )
     # Every name this SECURITY INVOKER code adds is schema-qualified: the caller's search_path
@@ -887,6 +951,24 @@ def predict_query(plpy: Any, model: str, query: str, key: str) -> Iterator[tuple
         raise_sql(plpy, error)
         raise
     return _stream_query(plpy, cursor, score, model, sizer, first)
+
+
+def _not_inputs(plpy: Any, model: str, body: str, key: str) -> list[str]:
+    """The query's columns that are not inputs of the model (other than the key): left out, so that
+    `SELECT *` over a table with ids and the target scores as DuckDB does. Said once, in a NOTICE."""
+    try:
+        columns = list(plpy.execute(f"SELECT * FROM (\n{body}\n) AS q LIMIT 0").colnames())
+        plan = _plan_typed(plpy, "SELECT ml._model_inputs($1) AS inputs", ["pg_catalog.text"])
+        inputs = set(plpy.execute(plan, [model])[0]["inputs"] or [])
+    except plpy.SPIError as exc:
+        raise_sql(plpy, from_spi_error(exc))
+        raise
+    extra = [c for c in columns if c != key and c not in inputs]
+    if extra and inputs.intersection(columns):
+        shown = ", ".join(extra[:10]) + (f" and {len(extra) - 10} more" if len(extra) > 10 else "")
+        plpy.notice(f"sqlml: {shown} {'is not an input' if len(extra) == 1 else 'are not inputs'} of {model}: left out")
+        return extra
+    return []  # no input at all among the columns: the bridge names the missing ones
 
 
 def _stream_query(
@@ -1122,6 +1204,7 @@ def health(plpy: Any) -> str:
 
 def deploy(plpy: Any, model: str, version: int, alias: str) -> str:
     """ml.deploy(model, version, alias): point the alias at the version (PUT aliases route)."""
+    forget_results()
     _settings, bridge = _open(plpy)
     try:
         check_model(model)
@@ -1140,6 +1223,7 @@ def deploy(plpy: Any, model: str, version: int, alias: str) -> str:
 
 def rollback(plpy: Any, model: str, alias: str) -> int | None:
     """ml.rollback(model, alias): move the alias back to its previous version; returns it."""
+    forget_results()
     _settings, bridge = _open(plpy)
     try:
         check_model(model)
@@ -1429,9 +1513,14 @@ class GeneratedFunction:
     input_names: list[str]
     output_names: list[str]
     comment: str
+    input_types: list[str]  # SQL types, in input order
 
     def function(self, quote_ident: Any) -> str:
         return f"ml.{quote_ident(self.model)}({self.identity})"
+
+    def row_function(self, quote_ident: Any) -> str:
+        """The row form, ml.<model>(t): the inputs read from a record's columns, as in DuckDB."""
+        return f"ml.{quote_ident(self.model)}(record)"
 
     def statements(self, quote_ident: Any, quote_literal: Any, result_type: str | None) -> list[str]:
         """CREATE TYPE (when `result_type` is new to this call), CREATE FUNCTION, COMMENT, grants."""
@@ -1442,11 +1531,37 @@ class GeneratedFunction:
             ddl.append(f"CREATE TYPE ml.{quote_ident(result_type)} AS ({self.result_fields})")
             returns = f"ml.{quote_ident(result_type)}"
         ddl.append(self.create_function(quote_ident, quote_literal, returns))
-        function = self.function(quote_ident)
-        ddl.append(f"COMMENT ON FUNCTION {function} IS {quote_literal(self.comment)}")
-        ddl.append(f"REVOKE ALL ON FUNCTION {function} FROM PUBLIC")
-        ddl.append(f"GRANT EXECUTE ON FUNCTION {function} TO sqlml_user")
+        ddl.append(self.create_row_function(quote_ident, quote_literal, returns))
+        for function, comment in (
+            (self.function(quote_ident), self.comment),
+            (self.row_function(quote_ident), f"{self.comment} Row form: ml.{self.model}(t) reads the inputs "
+             f"from t's columns ({', '.join(self.input_names)}); other columns are left out."),
+        ):  # fmt: skip
+            ddl.append(f"COMMENT ON FUNCTION {function} IS {quote_literal(comment)}")
+            ddl.append(f"REVOKE ALL ON FUNCTION {function} FROM PUBLIC")
+            ddl.append(f"GRANT EXECUTE ON FUNCTION {function} TO sqlml_user")
         return ddl
+
+    def create_row_function(self, quote_ident: Any, quote_literal: Any, returns: str | None) -> str:
+        names = ", ".join(quote_literal(n) for n in self.input_names)
+        casts = ", ".join(
+            f"(j ->> {quote_literal(n)})::{sql_type}"
+            for n, sql_type in zip(self.input_names, self.input_types, strict=True)
+        )
+        hint = f"the row form reads the model's inputs from the row's columns: {', '.join(self.input_names)}"
+        body = (
+            "DECLARE\n    j jsonb := to_jsonb(features);\n"
+            f"    missing text := (SELECT string_agg(c, ', ') FROM unnest(ARRAY[{names}]) AS c WHERE NOT j ? c);\n"
+            "BEGIN\n    IF missing IS NOT NULL THEN\n"
+            f"        RAISE EXCEPTION 'the row has no column % (an input of model {self.model})', missing\n"
+            f"            USING ERRCODE = '22023', HINT = {quote_literal(hint)};\n"
+            f"    END IF;\n    RETURN ml.{quote_ident(self.model)}({casts});\nEND"
+        )
+        return (
+            f"CREATE FUNCTION ml.{quote_ident(self.model)}(features record) RETURNS {returns} LANGUAGE plpgsql "
+            "VOLATILE STRICT PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp "
+            f"AS {quote_literal(body)}"
+        )
 
     def create_function(self, quote_ident: Any, quote_literal: Any, returns: str | None) -> str:
         body = (
@@ -1499,7 +1614,16 @@ def function_ddl(quote_ident: Any, quote_literal: Any, entry: dict[str, Any]) ->
     )
     fingerprint = hashlib.sha256(f"{arguments}|{returns}|{fields}".encode()).hexdigest()[:12]
     return GeneratedFunction(
-        name, arguments, identity, returns, fields, fingerprint, [c["name"] for c in inputs], output_names, comment
+        name,
+        arguments,
+        identity,
+        returns,
+        fields,
+        fingerprint,
+        [c["name"] for c in inputs],
+        output_names,
+        comment,
+        [SQL_TYPES[c["type"]] for c in inputs],
     )
 
 
@@ -1540,10 +1664,16 @@ def _sync_one(plpy: Any, generated: GeneratedFunction, previous: Any) -> tuple[s
     quote_ident, quote_literal = plpy.quote_ident, plpy.quote_literal
     model, label = generated.model, f"ml.{generated.model}({generated.arguments})"
     function = generated.function(quote_ident)
-    if previous is not None and previous["fingerprint"] == generated.fingerprint and _exists(plpy, function):
+    row_function = generated.row_function(quote_ident)
+    if (
+        previous is not None
+        and previous["fingerprint"] == generated.fingerprint
+        and _exists(plpy, function)
+        and _exists(plpy, row_function)
+    ):
         plpy.execute(f"COMMENT ON FUNCTION {function} IS {quote_literal(generated.comment)}")
         return model, label, "unchanged"
-    if previous is not None and _exists(plpy, f"ml.{quote_ident(model)}({previous['identity']})"):
+    if previous is not None:
         dropped = _drop_generated(plpy, model, previous, "replaced")
         if dropped[2] != "replaced":
             return model, label, dropped[2]
@@ -1579,10 +1709,11 @@ def _drop_generated(plpy: Any, model: str, row: Any, action: str) -> tuple[str, 
     """Drop a generated function (and its result type, if nothing else uses it), never with CASCADE.
     A dependent view keeps the function: a WARNING names the dependents and what to do."""
     quote_ident = plpy.quote_ident
-    function = f"ml.{quote_ident(model)}({row['identity']})"
+    functions = [f"ml.{quote_ident(model)}({row['identity']})", f"ml.{quote_ident(model)}(record)"]
     label = f"ml.{model}({row['identity']})"
-    if _exists(plpy, function):
-        blocked = _try(plpy, f"DROP FUNCTION {function}", report=True)
+    existing = [f for f in functions if _exists(plpy, f)]
+    if existing:
+        blocked = _try(plpy, f"DROP FUNCTION {', '.join(existing)}", report=True)
         if blocked is not True:
             plpy.warning(
                 f"sqlml: {label} is kept: {blocked}",
