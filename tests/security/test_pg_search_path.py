@@ -38,6 +38,11 @@ CALLS = [
     "SELECT * FROM ml.models()",
     "SELECT ml.health()",
     "SELECT ml.lead_score(3, 1, 2, 5)",
+    "SELECT ml.lead_score(l) FROM (SELECT 3::bigint AS mostype, 1::bigint AS maothers,"
+    " 2::bigint AS mgemleef, 5::bigint AS ppersaut, 1 AS id) l",  # the generated row form
+    "SELECT * FROM ml.predict_query('lead_score', 'SELECT * FROM public.leads LIMIT 5', 'id')",
+    "SELECT ml.train('hijack_probe', 'lead_scoring', 'SELECT g::bigint AS a, g % 2 = 0 AS y"
+    " FROM generate_series(1, 40) g', 'y')",
 ]
 
 
@@ -63,6 +68,7 @@ def test_no_ml_function_can_be_redirected_through_search_path(conn: psycopg.Conn
     attacker, victim = make_role(), make_role("sqlml_admin")
     schema = f"evil_{attacker.name}"
     conn.execute(f'GRANT CREATE ON DATABASE "{conn.info.dbname}" TO {attacker.name}')
+    conn.execute(f"GRANT SELECT ON public.leads TO {victim.name}")
     with attacker.connect() as session:
         for statement in _shadow_sql(schema):
             session.execute(statement)
