@@ -21,9 +21,11 @@ venv: $(VENV)/.deps
 demo: venv
 	$(BIN)/sqlml demo
 
+# lint-imports reads the link tree too (see typecheck), and keeps the layers pyproject.toml names.
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	cd build/__editable__.sqlml-*/ && $(CURDIR)/$(BIN)/lint-imports --config $(CURDIR)/pyproject.toml
 
 # mypy reads the installed link tree, where bridge/ and udfs/ appear as sqlml.bridge and sqlml.udfs.
 typecheck: venv
