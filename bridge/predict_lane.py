@@ -69,4 +69,5 @@ async def _batch_call(scope: Scope, receive: Receive) -> BatchCall:
         value = headers.get(name)
         return None if value is None else value.decode("latin-1")
 
-    return BatchCall(text(b"authorization"), text(b"content-type"), text(b"accept") or "", b"".join(chunks))
+    body = b"".join(chunks)
+    return BatchCall(text(b"authorization"), text(b"content-type"), text(b"accept") or "", body, receive)

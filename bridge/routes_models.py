@@ -3,12 +3,16 @@
 Predict and explain read their body by hand because it is either JSON (`columns` or `rows`) or
 an Arrow IPC stream; the response takes the request's format (or Arrow when `Accept` asks for it).
 Blocking work (registry reads, loading, inference) runs in worker threads, never on the event loop.
+A request holds at most `max_request_rows` rows (413 before any model work); predict and explain
+requests larger than a batch run in pieces that take turns with other callers, and their queued
+pieces are dropped when the request times out or its client disconnects.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -21,7 +25,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 
 from sqlml.bridge import api_schemas as schemas
-from sqlml.bridge.app import BridgeState, bridge_state
+from sqlml.bridge.app import BridgeState, Receive, bridge_state
 from sqlml.bridge.auth import ADMIN, ANY_TOKEN, predict_scope
 from sqlml.bridge.batcher import model_failure
 from sqlml.bridge.client import model_listing
@@ -30,7 +34,9 @@ from sqlml.bridge.manifest import check_name
 from sqlml.bridge.registry import ModelRef
 from sqlml.bridge.signature import arrow_type
 from sqlml.bridge.wire import ARROW_STREAM, Shape, is_arrow, json_to_table, read_ipc, table_to_json, write_ipc
-from sqlml.errors import BadRequest, BridgeTimeout, ModelNotFound, SqlmlError
+from sqlml.errors import BadRequest, BridgeTimeout, ModelNotFound, PayloadTooLarge, SqlmlError
+
+log = logging.getLogger("sqlml.bridge")
 
 router = APIRouter(prefix="/v1/models", tags=["models"], responses=schemas.ERROR_RESPONSES)
 
@@ -80,18 +86,22 @@ def _parse_json(body: bytes, model: type[B]) -> B:
 
 @dataclass(frozen=True)
 class BatchCall:
-    """What predict and explain need of an HTTP request: three headers and the body. Built from a
-    Starlette request by the routes, or from the raw ASGI scope by `sqlml.bridge.predict_lane`."""
+    """What predict and explain need of an HTTP request: three headers, the body, and the ASGI
+    `receive` that reports the client's disconnect once the body is read. Built from a Starlette
+    request by the routes, or from the raw ASGI scope by `sqlml.bridge.predict_lane`."""
 
     authorization: str | None
     content_type: str | None
     accept: str
     body: bytes
+    receive: Receive | None = None
 
     @classmethod
     async def of(cls, request: Request) -> BatchCall:
         headers, body = request.headers, await request.body()
-        return cls(headers.get("authorization"), headers.get("content-type"), headers.get("accept", ""), body)
+        return cls(
+            headers.get("authorization"), headers.get("content-type"), headers.get("accept", ""), body, request.receive
+        )
 
     def wants_arrow(self, arrow_in: bool) -> bool:
         return arrow_in or ARROW_STREAM in self.accept
@@ -107,27 +117,72 @@ def _batch_response(model: LoadedModel, table: pa.Table, arrow: bool, shape: Sha
     )
 
 
-def _read_batch(call: BatchCall, model: LoadedModel, json_model: type[B]) -> tuple[pa.Table, Shape | None, B | None]:
+def _read_batch(
+    state: BridgeState, call: BatchCall, model: LoadedModel, json_model: type[B]
+) -> tuple[pa.Table, Shape | None, B | None]:
     if is_arrow(call.content_type):
-        return read_ipc(call.body), None, None
-    payload = _parse_json(call.body, json_model)
-    types = {c.name: arrow_type(c.type) for c in model.manifest.signature.inputs}
-    table, shape = json_to_table(getattr(payload, "columns", None), getattr(payload, "rows", None), types)
+        table, shape, payload = read_ipc(call.body), None, None
+    else:
+        payload = _parse_json(call.body, json_model)
+        types = {c.name: arrow_type(c.type) for c in model.manifest.signature.inputs}
+        table, shape = json_to_table(getattr(payload, "columns", None), getattr(payload, "rows", None), types)
+    _check_rows(state, table)
     return table, shape, payload
+
+
+def _check_rows(state: BridgeState, table: pa.Table) -> None:
+    limit = state.settings.max_request_rows
+    if table.num_rows > limit:
+        raise PayloadTooLarge(
+            f"request of {table.num_rows} rows exceeds the limit of {limit} rows per request",
+            hint="send fewer rows per request, or raise the bridge's max_request_rows (SQLML_MAX_REQUEST_ROWS)",
+            detail={"rows": table.num_rows, "max_request_rows": limit},
+        )
+
+
+class ClientGone(Exception):
+    """The client disconnected before its answer was ready; its queued work was dropped."""
+
+
+async def _unless_disconnected(receive: Receive, work: Awaitable[T]) -> T:
+    """`work`'s result, or `ClientGone` (with `work` cancelled) if the client disconnects first.
+    Costs a task per request, so the routes use it only for requests that run in several pieces."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(receive))
+    try:
+        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+    finally:  # also when this request times out: both are cancelled, and the work's pieces dropped
+        watcher.cancel()
+        task.cancel()
+    if not task.done() or task.cancelled():
+        raise ClientGone
+    return task.result()
+
+
+async def _disconnected(receive: Receive) -> None:
+    try:
+        while (await receive())["type"] != "http.disconnect":
+            pass  # the body was read already: nothing else should arrive
+    except Exception:  # a receive that fails says nothing about the client: wait for the work
+        log.debug("receive failed while waiting for a disconnect", exc_info=True)
+        await asyncio.Event().wait()
+
+
+def _gone_reply(path: str) -> Response:
+    log.info("client disconnected before %s was answered; its queued work was dropped", path)
+    return Response(status_code=499)  # nginx's "client closed request": nobody reads it
 
 
 # -- reading ---------------------------------------------------------------------------------
 
 
-@router.get("", response_model=schemas.ModelList, summary="List models")
-async def list_models(request: Request) -> Response:
+@router.get("", response_model=schemas.ModelList, response_model_exclude_unset=True, summary="List models")
+async def list_models(request: Request) -> dict[str, Any]:
     """Every model with its default version, versions, aliases, signature and whether it is loaded;
     a model the store cannot describe (a corrupt manifest or aliases file) is listed with its
     `error` instead, and every other model as usual."""
     state = _authorize(request, ANY_TOKEN)
-    # Answered as is: `ModelSummary` does not describe the rows of broken models yet (their `error`
-    # would be dropped and their missing manifest fields would fail validation).
-    return JSONResponse({"models": await _blocking(model_listing, state.registry, state.host)})
+    return {"models": await _blocking(model_listing, state.registry, state.host)}
 
 
 @router.get("/{model}", response_model=schemas.ModelDetail, summary="Describe a model")
@@ -189,13 +244,20 @@ async def answer_predict(state: BridgeState, model: str, call: BatchCall) -> Res
 
     async def work() -> Response:
         loaded = await _loaded_model(state, ref)
-        table, shape, _ = _read_batch(call, loaded, schemas.PredictRequest)
-        outputs = await state.batcher.predict(loaded, table)
+        table, shape, _ = _read_batch(state, call, loaded, schemas.PredictRequest)
+        predicted = state.batcher.predict(loaded, table)
+        if call.receive is not None and table.num_rows > state.batcher.batch_rows(loaded):
+            outputs = await _unless_disconnected(call.receive, predicted)
+        else:
+            outputs = await predicted
         m = loaded.manifest
         state.metrics.request(m.name, m.version, "predict", table.num_rows, time.perf_counter() - started)
         return _batch_response(loaded, outputs, call.wants_arrow(shape is None), shape)
 
-    return await _within_timeout(state, ref.name, work())
+    try:
+        return await _within_timeout(state, ref.name, work())
+    except ClientGone:
+        return _gone_reply(f"predict on {ref.name}")
 
 
 @router.post(
@@ -218,14 +280,33 @@ async def explain(
 
     async def work() -> Response:
         loaded = await _loaded_model(state, ref)
-        table, shape, payload = _read_batch(call, loaded, schemas.ExplainRequest)
+        table, shape, payload = _read_batch(state, call, loaded, schemas.ExplainRequest)
         k = top_k or (payload.top_k if payload is not None else 5)
-        outputs = await state.turns.run(loaded, _explain, state, loaded, table, k)
+        explained = _explain_in_pieces(state, loaded, table, k)
+        if call.receive is not None and table.num_rows > state.batcher.batch_rows(loaded):
+            outputs = await _unless_disconnected(call.receive, explained)
+        else:
+            outputs = await explained
         m = loaded.manifest
         state.metrics.request(m.name, m.version, "explain", table.num_rows, time.perf_counter() - started)
         return _batch_response(loaded, outputs, call.wants_arrow(shape is None), shape)
 
-    return await _within_timeout(state, ref.name, work())
+    try:
+        return await _within_timeout(state, ref.name, work())
+    except ClientGone:
+        return _gone_reply(f"explain on {ref.name}")
+
+
+async def _explain_in_pieces(state: BridgeState, loaded: LoadedModel, table: pa.Table, top_k: int) -> pa.Table:
+    """Explain a batch at most a predict batch of rows per runtime call, each call a turn of its
+    own, so callers waiting for this model version take turns with a large request's pieces."""
+    size = state.batcher.batch_rows(loaded)
+    if table.num_rows <= size:
+        return await state.turns.run(loaded, _explain, state, loaded, table, top_k)
+    parts: list[pa.Table] = []
+    for start in range(0, table.num_rows, size):
+        parts.append(await state.turns.run(loaded, _explain, state, loaded, table.slice(start, size), top_k))
+    return pa.concat_tables(parts)
 
 
 def _explain(state: BridgeState, loaded: LoadedModel, table: pa.Table, top_k: int) -> pa.Table:

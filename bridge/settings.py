@@ -4,8 +4,10 @@ Environment variables (all optional): `SQLML_STORE`, `SQLML_HOST`, `SQLML_PORT`,
 `SQLML_MEMORY_BUDGET` (`2GB`, `512MiB`, bytes), `SQLML_AUTH` (`on`/`off`), `SQLML_TOKENS` (a JSON
 object token -> list of scopes), `SQLML_TOKENS_FILE` (the same JSON in a file),
 `SQLML_BATCHING` (`on`/`off`), `SQLML_MAX_BATCH_SIZE`, `SQLML_MAX_WAIT_MS`,
-`SQLML_REQUEST_TIMEOUT_S`, `SQLML_MAX_BODY_BYTES`, `SQLML_MAX_PENDING_PER_MODEL`,
+`SQLML_REQUEST_TIMEOUT_S`, `SQLML_LOAD_TIMEOUT_S`, `SQLML_MAX_BODY_BYTES`,
+`SQLML_MAX_REQUEST_ROWS`, `SQLML_MAX_PENDING_PER_MODEL`,
 `SQLML_PLUGINS` (comma-separated modules imported at startup, e.g. to register runtimes),
+`SQLML_PRELOAD` (comma-separated models, or `*`, loaded in the background at startup),
 `SQLML_MODEL_PROCESSES` (comma-separated runtime names, or `*`, whose models run in processes of
 their own),
 `SQLML_JOBS_DB` (the training job store, SQLite), `SQLML_TRAIN_ROOTS` (comma-separated folders
@@ -71,7 +73,24 @@ class BridgeSettings(BaseModel):
     max_batch_size: int | None = Field(default=None, ge=1, description="overrides every manifest's value")
     max_wait_ms: float | None = Field(default=None, ge=0, description="overrides every manifest's value")
     request_timeout_s: float = Field(default=30.0, gt=0)
+    load_timeout_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="how long a call waits for its model to load before 503 'still loading' (the load goes on)",
+    )
+    preload: list[str] = Field(
+        default_factory=list,
+        description='models (production versions, or "*" for all) loaded in the background at startup',
+    )
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    max_request_rows: int = Field(
+        # 10x the PostgreSQL helper's default chunk (sqlml.batch_size) and ~50 DuckDB vectors, so no
+        # default client path meets it; a fast model (XGBoost) scores it in well under a second, and
+        # slower ones are bounded by request_timeout_s anyway.
+        default=100_000,
+        ge=1,
+        description="rows one predict or explain request may hold (413 above)",
+    )
     max_pending_per_model: int = Field(
         default=4096,
         ge=1,
@@ -90,7 +109,7 @@ class BridgeSettings(BaseModel):
     )
     max_upload_bytes: int = Field(default=1024**3, ge=1, description="Arrow bytes one training upload may hold")
 
-    @field_validator("plugins", "model_processes", "train_roots", mode="before")
+    @field_validator("plugins", "model_processes", "train_roots", "preload", mode="before")
     @classmethod
     def _names(cls, value: Any) -> Any:
         """A comma-separated string (the environment, the command line) is a list of names."""
@@ -142,13 +161,16 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
         "SQLML_MAX_BATCH_SIZE": "max_batch_size",
         "SQLML_MAX_WAIT_MS": "max_wait_ms",
         "SQLML_REQUEST_TIMEOUT_S": "request_timeout_s",
+        "SQLML_LOAD_TIMEOUT_S": "load_timeout_s",
         "SQLML_MAX_BODY_BYTES": "max_body_bytes",
+        "SQLML_MAX_REQUEST_ROWS": "max_request_rows",
         "SQLML_MAX_PENDING_PER_MODEL": "max_pending_per_model",
         "SQLML_JOBS_DB": "jobs_db",
         "SQLML_MAX_UPLOAD_BYTES": "max_upload_bytes",
-        "SQLML_PLUGINS": "plugins",  # comma-separated, as are the next two: BridgeSettings._names splits them
+        "SQLML_PLUGINS": "plugins",  # comma-separated, as are the rest below: BridgeSettings._names splits them
         "SQLML_MODEL_PROCESSES": "model_processes",
         "SQLML_TRAIN_ROOTS": "train_roots",
+        "SQLML_PRELOAD": "preload",
     }
     for var, field in simple.items():
         if env.get(var):

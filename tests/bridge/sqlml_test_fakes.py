@@ -24,6 +24,7 @@ from sqlml.bridge.runtimes.base import Runtime
 from tests.call_gauge import CallGauge
 
 CALLS: list[tuple[str, int]] = []  # (model, rows) of every predict call in this process
+FIRST_INPUTS: list[tuple[str, float | None]] = []  # (model, first value of `a`) of every SumRuntime predict
 _calls_lock = threading.Lock()
 GAUGE = CallGauge()
 MOST_AT_ONCE = GAUGE.most  # model -> the most predict or explain calls that ever ran at the same time
@@ -36,6 +37,8 @@ class SumRuntime(Runtime):
         self.loaded_at = time.time()
 
     def predict(self, batch: pa.Table) -> pa.Table:
+        with _calls_lock:
+            FIRST_INPUTS.append((self.manifest.name, batch.column("a")[0].as_py() if batch.num_rows else None))
         with self._counted(batch):
             return self._predict(batch)
 
@@ -50,7 +53,8 @@ class SumRuntime(Runtime):
     def _predict(self, batch: pa.Table) -> pa.Table:
         if self.manifest.params.get("fail_on_negative") and (pc.min(batch.column("a")).as_py() or 0) < 0:
             raise ValueError("negative input")
-        delay = float(self.manifest.params.get("sleep_s", 0.0))
+        params = self.manifest.params  # sleep_s per call, plus sleep_per_row_s per row: a slow model
+        delay = float(params.get("sleep_s", 0.0)) + float(params.get("sleep_per_row_s", 0.0)) * batch.num_rows
         if delay:
             time.sleep(delay)
         total = pc.add(batch.column("a"), batch.column("b"))
