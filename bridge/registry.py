@@ -51,7 +51,15 @@ import fsspec
 from pydantic import StrictInt, TypeAdapter, ValidationError
 
 from sqlml.bridge.manifest import Manifest, check_alias, check_name
-from sqlml.errors import Conflict, ModelLoadError, ModelNotFound, NotFound, SqlmlError, Unavailable, VersionNotFound
+from sqlml.errors import (
+    Conflict,
+    ModelNotFound,
+    NotFound,
+    SqlmlError,
+    StoreCorrupt,
+    StoreUnwritable,
+    VersionNotFound,
+)
 from sqlml.naming import LATEST
 
 log = logging.getLogger("sqlml.registry")
@@ -69,41 +77,10 @@ STAGING_PREFIX = ".staging-"
 TMP_SUFFIX = ".tmp"
 # Debris younger than this may belong to a publisher that is still writing (on another replica).
 STALE_DEBRIS_SECONDS = 300.0
-STORE_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
-STORE_READ_ONLY = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
 TAKEN = frozenset({errno.EEXIST, errno.ENOTEMPTY})  # rename onto a version another writer published
 
 _ALIAS_FILE = TypeAdapter(dict[str, StrictInt])
 CorruptionListener = Callable[[str, str], None]  # (model, store file relative to the store root)
-
-
-class StoreCorrupt(ModelLoadError):
-    """A store file that exists but cannot be read or parsed. It keeps `ModelLoadError`'s wire code
-    (clients rebuild errors by code) with `detail.fault = "store_corrupt"`."""
-
-    def __init__(self, name: str, file: str, problem: str, *, version: int | None = None, hint: str):
-        what = "alias file" if version is None else f"manifest of version {version}"
-        super().__init__(
-            f'{what} of model "{name}" {problem} ({file})',
-            hint=hint,
-            detail={"fault": "store_corrupt", "model": name, "version": version, "file": file},
-        )
-
-
-class StoreUnwritable(Unavailable):
-    """The store refused a write: it is full, read-only or failing. It keeps `Unavailable`'s wire
-    code with `detail.fault = "store_unwritable"`; nothing half-written is left behind."""
-
-    def __init__(self, what: str, file: str, error: OSError):
-        code = errno.errorcode.get(error.errno or 0, "unknown")
-        if error.errno in STORE_FULL:
-            message, hint = f"the model store is full: {what} was not written", "free space in the store"
-        elif error.errno in STORE_READ_ONLY:
-            message = f"the model store is read-only: {what} was not written"
-            hint = "publish and move aliases through a bridge that mounts the store read-write"
-        else:
-            message, hint = f"the model store failed to write {what}: {error.strerror or error}", None
-        super().__init__(message, hint=hint, detail={"fault": "store_unwritable", "errno": code, "file": file})
 
 
 class InvalidStoreFile(ValueError):

@@ -41,8 +41,13 @@ SQLSTATES: dict[str, str] = {
     "model_not_found": "42704",
     "version_not_found": "42704",
     "conflict": "55000",  # object_not_in_prerequisite_state
+    "payload_too_large": "54000",  # program_limit_exceeded
+    "method_not_allowed": "0A000",
+    "unsupported_media_type": "0A000",
     "not_supported": "0A000",  # feature_not_supported
     "model_load_failed": "58000",  # system_error
+    "store_corrupt": "XX001",  # data_corrupted
+    "store_unwritable": "58030",  # io_error
     "unavailable": "08006",  # connection_failure
     "timeout": "57014",  # query_canceled, what statement_timeout raises too
     "training_failed": "38000",  # external_routine_exception
@@ -76,6 +81,9 @@ STATUS_CODES = {
     503: "unavailable",
     504: "timeout",
 }
+# The bridge's default per-request row limit (its max_request_rows): a larger sqlml.batch_size
+# would only earn 413s.
+MAX_BATCH_SIZE = 100_000
 TOKEN_CACHE_SECONDS = 5.0
 INTERRUPT_CHECK_SECONDS = 0.25
 MAX_WARNINGS_PER_CALL = 5
@@ -215,7 +223,7 @@ def read_settings(plpy: Any, with_token: bool = True) -> Settings:
     configured = (row["bridge_url"] or "").strip()
     url = normalize_url(configured) if configured else (credential.bridge_url if credential else DEFAULT_BRIDGE_URL)
     timeout_ms = _int_setting("sqlml.timeout_ms", row["timeout_ms"], 5000, 1, 3_600_000)
-    batch_size = _int_setting("sqlml.batch_size", row["batch_size"], 10_000, 1, 1_000_000)
+    batch_size = _int_setting("sqlml.batch_size", row["batch_size"], 10_000, 1, MAX_BATCH_SIZE)
     on_error = (row["on_error"] or "raise").strip().lower()
     if on_error not in ("raise", "null"):
         raise BridgeError("invalid_setting", f"sqlml.on_error must be 'raise' or 'null', got {on_error!r}")

@@ -13,6 +13,7 @@ failing library out of the messages that wrap it.
 from __future__ import annotations
 
 import difflib
+import errno
 import json
 import re
 from collections.abc import Iterable
@@ -143,6 +144,42 @@ class ModelLoadError(SqlmlError):
 class Unavailable(SqlmlError):
     code = "unavailable"
     status = 503
+
+
+STORE_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+STORE_READ_ONLY = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+class StoreCorrupt(ModelLoadError):
+    """A store file that exists but cannot be read or parsed: that model (or version) only fails."""
+
+    code = "store_corrupt"
+
+    def __init__(self, name: str, file: str, problem: str, *, version: int | None = None, hint: str):
+        what = "alias file" if version is None else f"manifest of version {version}"
+        super().__init__(
+            f'{what} of model "{name}" {problem} ({file})',
+            hint=hint,
+            detail={"fault": "store_corrupt", "model": name, "version": version, "file": file},
+        )
+
+
+class StoreUnwritable(Unavailable):
+    """The store refused a write: it is full, read-only or failing; nothing half-written is left."""
+
+    code = "store_unwritable"
+    status = 507
+
+    def __init__(self, what: str, file: str, error: OSError):
+        code = errno.errorcode.get(error.errno or 0, "unknown")
+        if error.errno in STORE_FULL:
+            message, hint = f"the model store is full: {what} was not written", "free space in the store"
+        elif error.errno in STORE_READ_ONLY:
+            message = f"the model store is read-only: {what} was not written"
+            hint = "publish and move aliases through a bridge that mounts the store read-write"
+        else:
+            message, hint = f"the model store failed to write {what}: {error.strerror or error}", None
+        super().__init__(message, hint=hint, detail={"fault": "store_unwritable", "errno": code, "file": file})
 
 
 class BridgeTimeout(SqlmlError):

@@ -19,9 +19,9 @@ from fastapi.testclient import TestClient
 from sqlml.bridge.app import create_app
 from sqlml.bridge.client import LocalClient
 from sqlml.bridge.host import HostEvents, ModelHost
-from sqlml.bridge.registry import STALE_DEBRIS_SECONDS, Registry, StoreCorrupt, StoreUnwritable
+from sqlml.bridge.registry import STALE_DEBRIS_SECONDS, Registry
 from sqlml.bridge.settings import BridgeSettings
-from sqlml.errors import InvalidName
+from sqlml.errors import InvalidName, StoreCorrupt, StoreUnwritable
 
 from .conftest import publish_sum
 
@@ -80,7 +80,7 @@ def test_a_truncated_manifest_is_listed_with_its_error_and_the_others_as_usual(
     assert rows["b"]["task"] == "regression" and "error" not in rows["b"]
     assert rows["c"]["signature"]["outputs"] == [{"name": "total", "type": "double", "description": ""}]
     error = rows["a"]["error"]
-    assert error["code"] == "model_load_failed"
+    assert error["code"] == "store_corrupt"
     assert error["detail"] == {"fault": "store_corrupt", "model": "a", "version": 2, "file": "a/2/manifest.json"}
     assert error["message"].startswith('manifest of version 2 of model "a" is not valid JSON: EOF while parsing')
     assert rows["a"]["version"] == 2 and rows["a"]["versions"] == [1, 2] and "task" not in rows["a"]
@@ -101,7 +101,7 @@ def test_a_corrupt_older_version_leaves_production_serving(store: Registry, http
     asked = http.post("/v1/models/a:1/predict", json=BATCH)
     assert asked.status_code == 503
     error = asked.json()["error"]
-    assert error["code"] == "model_load_failed" and error["detail"]["fault"] == "store_corrupt"
+    assert error["code"] == "store_corrupt" and error["detail"]["fault"] == "store_corrupt"
     assert 'manifest of version 1 of model "a" is not valid: runtime: Field required' in error["message"]
     described = http.get("/v1/models/a/versions/1")
     assert described.status_code == 503 and "a/1/manifest.json" in described.json()["error"]["message"]
@@ -166,7 +166,7 @@ def test_a_broken_alias_file_fails_that_model_only_with_a_clear_error(store: Reg
         response = call()
         assert response.status_code == 503, response.text
         error = response.json()["error"]
-        assert error["code"] == "model_load_failed" and error["detail"]["fault"] == "store_corrupt"
+        assert error["code"] == "store_corrupt" and error["detail"]["fault"] == "store_corrupt"
         assert error["message"].startswith('alias file of model "a" is not valid JSON: EOF while parsing')
         assert error["message"].endswith("(a/aliases.json)") and "restore a/aliases.json" in error["hint"]
     # Explicit versions and `latest` need no aliases.
@@ -224,7 +224,7 @@ def test_a_publish_the_store_refuses_leaves_nothing_behind(
         store.publish(manifest, artifact, alias="production")
     monkeypatch.undo()
     assert caught.value.message == f'the model store is {kind}: version 3 of model "a" was not written'
-    assert caught.value.detail["fault"] == "store_unwritable" and caught.value.code == "unavailable"
+    assert caught.value.detail["fault"] == "store_unwritable" and caught.value.code == "store_unwritable"
     assert debris(Path(store.root)) == []
     assert store.versions("a") == [1, 2] and store.resolve("a") == 2
     assert ModelHost(store).get("a").manifest.version == 2
@@ -251,10 +251,10 @@ def test_an_alias_write_on_a_full_store_answers_the_envelope(
     monkeypatch.setattr("os.fsync", fail_with(errno.ENOSPC))
     response = http.put("/v1/models/a/aliases/production", json={"version": 1})
     monkeypatch.undo()
-    assert response.status_code == 503
+    assert response.status_code == 507  # Insufficient Storage
     error = response.json()["error"]
     assert error == {
-        "code": "unavailable",
+        "code": "store_unwritable",
         "message": 'the model store is full: the alias file of model "a" was not written',
         "hint": "free space in the store",
         "detail": {"fault": "store_unwritable", "errno": "ENOSPC", "file": "a/aliases.json"},

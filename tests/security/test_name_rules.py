@@ -55,3 +55,37 @@ def test_no_name_with_a_trailing_newline_passes() -> None:
 )
 def test_the_helper_derives_tokens_as_the_bridge_does(parent: str, scopes: list[str], subject: str) -> None:
     assert helper.derive_token(parent, scopes, subject) == auth.derive_token(parent, scopes, subject)
+
+
+def test_every_bridge_error_code_has_a_sqlstate() -> None:
+    """A code the bridge can answer with and the extension does not map reaches SQL as XX000."""
+    from sqlml.bridge.app import HTTP_CODES
+    from sqlml.errors import ERRORS_BY_CODE
+
+    codes = set(ERRORS_BY_CODE) | set(HTTP_CODES.values())
+    assert sorted(codes - set(helper.SQLSTATES)) == []
+    assert all(len(state) == 5 for state in helper.SQLSTATES.values())
+
+
+def test_the_batch_size_cap_is_the_bridges_row_limit() -> None:
+    from sqlml.bridge.settings import BridgeSettings
+
+    assert BridgeSettings().max_request_rows == helper.MAX_BATCH_SIZE
+
+
+def test_the_sqlstate_table_in_the_docs_is_the_helpers() -> None:
+    """docs/postgres.md's table of bridge codes and SQLSTATEs says what the helper does."""
+    import re
+
+    text = (Path(__file__).parents[2] / "docs" / "postgres.md").read_text()
+    table = text[text.index("| bridge code | SQLSTATE |") :].split("\n\n")[0]
+    documented: dict[str, str] = {}
+    for cells in (line.split("|") for line in table.splitlines()[2:]):
+        for names, state in ((cells[1], cells[2]), (cells[4], cells[5])):
+            for code in re.findall(r"[a-z_]+", names.split("(")[0]):
+                documented[code] = state.strip()
+    from sqlml.bridge.app import HTTP_CODES
+    from sqlml.errors import ERRORS_BY_CODE
+
+    assert sorted((set(ERRORS_BY_CODE) | set(HTTP_CODES.values())) - set(documented)) == []
+    assert documented == {code: state for code, state in helper.SQLSTATES.items() if code in documented}
