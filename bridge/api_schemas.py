@@ -74,16 +74,20 @@ class ForecastResponse(BaseModel):
 
 
 class ModelSummary(BaseModel):
+    """A model and its default version; a model the store cannot describe (a corrupt manifest or
+    aliases file) has `error` and none of the manifest's fields."""
+
     name: str
-    version: int
+    version: int | None = Field(default=None, description="the default version; null when it cannot be resolved")
     versions: list[int]
     aliases: dict[str, int]
-    task: str
-    runtime: str
-    description: str
-    signature: dict[str, Any]
-    metrics: dict[str, float]
+    task: str | None = None
+    runtime: str | None = None
+    description: str | None = None
+    signature: dict[str, Any] | None = None
+    metrics: dict[str, float] | None = None
     loaded: bool
+    error: ErrorBody | None = Field(default=None, description="why the store cannot describe this model")
 
 
 class ModelList(BaseModel):

@@ -1,10 +1,18 @@
-"""Check and cast an Arrow batch against a model's input signature.
+"""Check and cast a batch against a model's input signature: the one place the typing rules live.
 
 Every engine and the HTTP API funnel their batches through `conform()`, so a missing, extra or
-mistyped column gets the same error everywhere, naming the column and suggesting close names.
+mistyped column gets the same error everywhere, naming the column (and the row, for a value that
+does not fit) and suggesting close names. JSON values reach Arrow through `column_from_values()`,
+which applies the same rules a value at a time: a batch is accepted, and converted, exactly as its
+rows would be one by one. Only lossless conversions pass: an integral number feeds a `bigint`
+(`3.0`, not `3.7`), any number feeds a `double`, ISO text feeds a `timestamp`; a boolean is never
+a number and a number is never text.
 """
 
 from __future__ import annotations
+
+import json
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -19,6 +27,31 @@ ARROW_TYPES: dict[str, pa.DataType] = {
     "boolean": pa.bool_(),
     "timestamp": pa.timestamp("us"),
 }
+_WANTED = {
+    pa.string(): "text",
+    pa.float64(): "a number",
+    pa.int64(): "an integer",
+    pa.bool_(): "a boolean",
+    pa.timestamp("us"): "a timestamp",
+}
+# the kinds of Arrow column each column type takes, cast (safely: a value that does not fit fails)
+_ARROW_SOURCES = {
+    pa.string(): frozenset({"text"}),
+    pa.float64(): frozenset({"integer", "float", "decimal"}),
+    pa.int64(): frozenset({"integer", "float", "decimal"}),
+    pa.bool_(): frozenset({"boolean"}),
+    pa.timestamp("us"): frozenset({"timestamp", "date", "text"}),
+}
+# the Python types of JSON values each column type takes as they are (None is NULL for all)
+_JSON_SOURCES: dict[pa.DataType, frozenset[type]] = {
+    pa.string(): frozenset({str, type(None)}),
+    pa.float64(): frozenset({float, int, type(None)}),
+    pa.int64(): frozenset({int, type(None)}),
+    pa.bool_(): frozenset({bool, type(None)}),
+    pa.timestamp("us"): frozenset({str, type(None)}),
+}
+# what pyarrow raises for a value it cannot convert or cast to the type asked
+_CONVERSION_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError, TypeError)
 
 
 def arrow_type(column_type: ColumnType) -> pa.DataType:
@@ -34,8 +67,14 @@ def conform(manifest: Manifest, batch: pa.Table) -> pa.Table:
     ):
         return batch  # the common case (typed DuckDB functions, the bridge's clients): nothing to do
     expected = manifest.signature.input_names()
-    given = list(batch.column_names)
-    model = manifest.name
+    _check_columns(manifest.name, expected, list(batch.column_names))
+    arrays = []
+    for column in manifest.signature.inputs:
+        arrays.append(_cast(manifest.name, column.name, batch.column(column.name), arrow_type(column.type)))
+    return pa.Table.from_arrays(arrays, names=expected)
+
+
+def _check_columns(model: str, expected: list[str], given: list[str]) -> None:
     for column in given:
         if column not in expected:
             close = close_names(column, expected)
@@ -47,16 +86,16 @@ def conform(manifest: Manifest, batch: pa.Table) -> pa.Table:
     missing = [c for c in expected if c not in given]
     if missing:
         raise InvalidInput(
-            f'model "{model}" is missing input column{"s" if len(missing) > 1 else ""} '
-            + ", ".join(f'"{c}"' for c in missing[:10])
-            + (f" and {len(missing) - 10} more" if len(missing) > 10 else ""),
+            f'model "{model}" is missing input column{"s" if len(missing) > 1 else ""} ' + quoted_names(missing),
             hint=_expected_hint(expected),
             detail={"model": model, "missing": missing, "expected": expected},
         )
-    arrays = []
-    for column in manifest.signature.inputs:
-        arrays.append(_cast(model, column.name, batch.column(column.name), arrow_type(column.type)))
-    return pa.Table.from_arrays(arrays, names=expected)
+
+
+def quoted_names(names: list[str], shown: int = 10) -> str:
+    """`"a", "b" and 3 more`."""
+    text = ", ".join(f'"{c}"' for c in names[:shown])
+    return text + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
 def _cast(model: str, name: str, values: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArray:
@@ -64,21 +103,128 @@ def _cast(model: str, name: str, values: pa.ChunkedArray, target: pa.DataType) -
         return values
     if pa.types.is_null(values.type):
         return pa.chunked_array([pa.nulls(len(values), target)])
-    textual_to_number = pa.types.is_string(values.type) or pa.types.is_large_string(values.type)
-    if textual_to_number and not (pa.types.is_string(target) or pa.types.is_large_string(target)):
-        kind = "number" if target != pa.bool_() else "boolean"
-        raise InvalidInput(
-            f'column "{name}" of model "{model}" must be a {kind}, got text',
-            detail={"model": model, "column": name, "expected": str(target), "got": str(values.type)},
-        )
+    where = f'column "{name}" of model "{model}"'
+    detail = {"model": model, "column": name, "expected": str(target), "got": str(values.type)}
+    kind = _arrow_kind(values.type)
+    if kind not in _ARROW_SOURCES[target]:
+        raise InvalidInput(f"{where} must be {_WANTED[target]}, got {kind}", detail=detail)
     try:
         return pc.cast(values, target, safe=True)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise InvalidInput(
-            f'column "{name}" of model "{model}" must be {target}, got {values.type}',
-            hint=str(exc).splitlines()[0][:200],
-            detail={"model": model, "column": name, "expected": str(target), "got": str(values.type)},
-        ) from None
+    except _CONVERSION_ERRORS as exc:
+        row = _first_failing_row(values, target)
+        raise value_error(where, target, values[row].as_py(), row, detail, str(exc)) from None
+
+
+def _arrow_kind(data_type: pa.DataType) -> str:
+    if pa.types.is_dictionary(data_type):
+        return _arrow_kind(data_type.value_type)
+    kinds = (
+        ("text", pa.types.is_string),
+        ("text", pa.types.is_large_string),
+        ("text", pa.types.is_string_view),
+        ("integer", pa.types.is_integer),
+        ("float", pa.types.is_floating),
+        ("decimal", pa.types.is_decimal),
+        ("boolean", pa.types.is_boolean),
+        ("timestamp", pa.types.is_timestamp),
+        ("date", pa.types.is_date),
+    )
+    return next((kind for kind, test in kinds if test(data_type)), str(data_type))
+
+
+def _first_failing_row(values: pa.ChunkedArray, target: pa.DataType) -> int:
+    """The first row whose value does not cast (bisection: a few casts, each of a smaller slice)."""
+    low, high = 0, len(values)  # the first failure lies in [low, high)
+    while high - low > 1:
+        middle = (low + high) // 2
+        try:
+            pc.cast(values.slice(low, middle - low), target, safe=True)
+            low = middle
+        except _CONVERSION_ERRORS:
+            high = middle
+    return low
+
+
+def value_error(
+    where: str, target: pa.DataType, value: Any, row: int, detail: dict[str, Any], reason: str = ""
+) -> InvalidInput:
+    """`column "b" … must be an integer, got 3.7 at row 2`, rows counted from 0."""
+    shown = _shown(value)
+    return InvalidInput(
+        f"{where} must be {_WANTED[target]}, got {shown} at row {row}",
+        hint=(reason.splitlines()[0][:200] if reason else None) or "rows are counted from 0",
+        detail={**detail, "row": row, "value": shown},
+    )
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return json.dumps(value[:40] + ("…" if len(value) > 40 else ""))
+    try:
+        return json.dumps(value)[:60]
+    except (TypeError, ValueError):
+        return str(value)[:60]
+
+
+def fits_as_is(values: list[Any], target: pa.DataType) -> bool:
+    """Whether pyarrow converts `values` to `target` by these rules in one call (no timestamps:
+    their text is parsed by a cast)."""
+    return not pa.types.is_timestamp(target) and set(map(type, values)) <= _JSON_SOURCES[target]
+
+
+def column_from_values(name: str, values: list[Any], target: pa.DataType) -> pa.Array:
+    """Decoded JSON values -> an array of `target`, by the rules a value at a time; a value that does
+    not fit is an `InvalidInput` naming the column and its row. One Arrow call when every value has
+    a type the column takes as it is (the common case)."""
+    if set(map(type, values)) <= _JSON_SOURCES[target]:
+        try:
+            return _values_to_array(values, target)
+        except _CONVERSION_ERRORS:
+            pass  # a value out of range: found below
+    return _checked_values_to_array(name, values, target)
+
+
+def _values_to_array(values: list[Any], target: pa.DataType) -> pa.Array:
+    if pa.types.is_timestamp(target):
+        return pa.array(values, pa.string()).cast(target)  # ISO 8601 text, parsed by Arrow
+    return pa.array(values, target)
+
+
+def _checked_values_to_array(name: str, values: list[Any], target: pa.DataType) -> pa.Array:
+    """The slow path: each value checked and converted by itself, so the first that does not fit
+    is found (and a batch gets the very values its rows would get one by one)."""
+    allowed = _JSON_SOURCES[target]
+    fitted = []
+    for row, value in enumerate(values):
+        kind = type(value)
+        if kind is float and target == pa.int64() and value.is_integer():
+            value = int(value)  # 3.0 is an integer; 3.7 and NaN are not
+        elif kind not in allowed:
+            raise _json_value_error(name, target, value, row)
+        fitted.append(value)
+    try:
+        return _values_to_array(fitted, target)
+    except _CONVERSION_ERRORS as exc:
+        failure = exc  # a value out of range or unparsable: which one?
+    for row, value in enumerate(fitted):
+        try:
+            _values_to_array([value], target)
+        except _CONVERSION_ERRORS as exc:
+            reason = "outside the 64-bit range" if isinstance(exc, OverflowError) else str(exc)
+            raise _json_value_error(name, target, values[row], row, reason) from None
+    raise InvalidInput(f'column "{name}" cannot be converted to {target}: {str(failure)[:200]}')
+
+
+_JSON_TYPE_NAMES = {str: "string", bool: "boolean", int: "number", float: "number", dict: "object", list: "array"}
+
+
+def _json_value_error(name: str, target: pa.DataType, value: Any, row: int, reason: str = "") -> InvalidInput:
+    detail = {"column": name, "expected": str(target), "got": _JSON_TYPE_NAMES.get(type(value), type(value).__name__)}
+    return value_error(f'column "{name}"', target, value, row, detail, reason)
 
 
 def _expected_hint(expected: list[str]) -> str:

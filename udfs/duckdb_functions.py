@@ -10,11 +10,14 @@ typed one per model generated from its signature (`ml.sentiment`, `ml.lead_score
 from __future__ import annotations
 
 import atexit
+import logging
 import shutil
 import tempfile
 import threading
+import warnings
 import weakref
 from pathlib import Path
+from typing import Any
 
 import duckdb
 from duckdb.sqltypes import DuckDBPyType
@@ -25,6 +28,7 @@ from sqlml.errors import Conflict
 from sqlml.udfs import arrow_udfs, macros
 from sqlml.udfs.type_map import duckdb_type, output_sql_type
 
+log = logging.getLogger("sqlml.udfs")
 _REGISTERED: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, SqlFunctions] = weakref.WeakKeyDictionary()
 _LOCK = threading.Lock()
 
@@ -68,13 +72,20 @@ class SqlFunctions:
         self.refresh()
 
     def refresh(self) -> list[str]:
-        """(Re)create the typed macro of every model the client lists; returns their names."""
-        listing = self.client.models()
+        """(Re)create the typed macro of every model the client lists; returns their names.
+
+        A model listed with an `error` (its store entry is unreadable) keeps the macro it has, with
+        a warning, so one broken model never stops the others from refreshing."""
         current = {}
-        for entry in listing:
+        unreadable = set()
+        for entry in self.client.models():
+            if entry.get("error") is not None:
+                unreadable.add(entry["name"])
+                _warn_unreadable(entry, kept=entry["name"] in self.typed)
+                continue
             signature = Signature.model_validate(entry["signature"])
             current[entry["name"]] = (str(entry.get("task", "")), signature)
-        for gone in set(self.typed) - set(current):
+        for gone in set(self.typed) - set(current) - unreadable:
             self._drop_model(gone)
         for model, (task, signature) in current.items():
             built_from = (task, signature.model_dump_json())
@@ -132,6 +143,18 @@ class SqlFunctions:
         for name in list(self.udfs):
             self.con.remove_function(name)
         self.udfs.clear()
+
+
+def _warn_unreadable(entry: dict[str, Any], kept: bool) -> None:
+    error = entry["error"]
+    outcome = "its macro is kept as it was" if kept else "it gets no macro"
+    message = f'sqlml: model "{entry["name"]}" cannot be read from the store ({error.get("message")}); {outcome}'
+    warnings.warn(message, UnreadableModelWarning, stacklevel=3)
+    log.warning(message)
+
+
+class UnreadableModelWarning(UserWarning):
+    """A model the store cannot describe was skipped by `refresh` (its existing macro is kept)."""
 
 
 def attach_catalog(con: duckdb.DuckDBPyConnection) -> None:

@@ -128,7 +128,7 @@ def test_predict_missing_field_names_it_and_spots_the_typo(con: Con) -> None:
 
 
 def test_predict_wrong_type_names_the_column(con: Con) -> None:
-    with pytest.raises(duckdb.Error, match='column "a" of model "adder" must be a number, got text'):
+    with pytest.raises(duckdb.Error, match='column "a" of model "adder" must be an integer, got text'):
         con.sql("SELECT ml.predict('adder', {'a': 'one', 'b': 2, 'c': 3})").fetchall()
     with pytest.raises(duckdb.Error, match='column "text" of model "sentiment" must be text'):
         con.sql("SELECT ml.predict('sentiment', {'text': 5})").fetchall()
