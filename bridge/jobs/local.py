@@ -118,7 +118,16 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    return not _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    """A process that exited but was not reaped yet answers signal 0 too; /proc says it is a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False  # no /proc (not Linux) or already gone: signal 0 decided
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]
 
 
 def _group_alive(group: int) -> bool:

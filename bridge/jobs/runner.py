@@ -29,7 +29,7 @@ from sqlml.bridge.jobs.uploads import DEFAULT_MAX_BYTES, UploadStore
 from sqlml.bridge.manifest import Manifest
 from sqlml.bridge.registry import Registry
 from sqlml.bridge.training.common import artifact_dir
-from sqlml.errors import BadRequest, Conflict, SqlmlError, close_names
+from sqlml.errors import BadRequest, Conflict, SqlmlError, close_names, library_error_text
 
 log = logging.getLogger("sqlml.jobs")
 
@@ -231,9 +231,11 @@ class JobManager:
         return self.store.get(record.id)
 
     def get(self, job_id: str) -> JobRecord:
-        """The job; one marked running whose worker is gone (its bridge restarted since) becomes failed."""
+        """The job; one not yet final whose worker is gone (it outlived a bridge restart, then died)
+        becomes failed. Queued jobs count too: the worker is started, with its pid recorded, before
+        it marks the job running."""
         record = self.store.get(job_id)
-        if record.state == "running" and record.pid and not _process_alive(record.pid):
+        if record.state in ("queued", "running") and record.pid and not _process_alive(record.pid):
             message = "the worker is gone (it outlived a bridge restart and then died)"
             self.store.finish(job_id, "failed", error=message, message=message)
             record = self.store.get(job_id)
@@ -266,4 +268,4 @@ def _process_alive(pid: int) -> bool:
 def failure_message(exc: BaseException) -> str:
     if isinstance(exc, SqlmlError):
         return str(exc)
-    return f"{type(exc).__name__}: {exc}"
+    return library_error_text(exc, limit=2000)
