@@ -3,6 +3,8 @@
 This module wires the parts together (registry, model host, batcher, auth, metrics), installs the
 one error envelope `{"error": {"code", "message", "hint", "detail"}}` for every failure, turns
 away unauthenticated API requests, limits body size, and serves health, readiness and `/metrics`.
+At start-up it preloads the models `settings.preload` names, in the background: `/healthz` answers
+at once, `/readyz` says 503 until every preload has loaded or failed.
 Model routes live in `routes_models`; the hot predict route is also served by `predict_lane`, a
 layer in front of the framework's middleware.
 """
@@ -21,12 +23,13 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sqlml.bridge import api_schemas
 from sqlml.bridge.auth import TokenAuth
 from sqlml.bridge.batcher import DynamicBatcher
-from sqlml.bridge.host import ModelHost
+from sqlml.bridge.host import ModelHost, Preload
 from sqlml.bridge.metrics import BridgeMetrics
 from sqlml.bridge.model_turns import ModelTurns
 from sqlml.bridge.registry import Registry
@@ -53,6 +56,14 @@ class BridgeState:
     batcher: DynamicBatcher
     turns: ModelTurns  # explain and forecast: one call at a time per version, queued on the loop
     auth: TokenAuth
+    preload: Preload  # started by the lifespan
+
+
+def load_wait_s(settings: BridgeSettings) -> float:
+    """How long a call waits for its model to load: `load_timeout_s`, but give up just inside the
+    request timeout, which `routes_models` counts from before the load: past it a call would
+    answer a 504 "did not answer" while the model is only loading, instead of "still loading"."""
+    return min(settings.load_timeout_s, settings.request_timeout_s * 0.9)
 
 
 def load_plugins(modules: list[str]) -> None:
@@ -67,7 +78,11 @@ def create_app(settings: BridgeSettings | None = None) -> FastAPI:
     metrics = BridgeMetrics()
     registry = Registry(settings.store)
     host = ModelHost(
-        registry, memory_budget=settings.memory_budget, events=metrics, model_processes=settings.model_processes
+        registry,
+        memory_budget=settings.memory_budget,
+        events=metrics,
+        model_processes=settings.model_processes,
+        load_timeout_s=load_wait_s(settings),
     )
     metrics.watch_host(lambda: len(host.loaded()), host.loaded_bytes, settings.memory_budget)
     state = BridgeState(
@@ -85,11 +100,14 @@ def create_app(settings: BridgeSettings | None = None) -> FastAPI:
         ),
         turns=ModelTurns(settings.max_pending_per_model),
         auth=TokenAuth(settings.tokens, enabled=settings.auth),
+        preload=Preload(host, settings.preload),
     )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state.preload.start()
         yield
+        state.preload.stop()
         await state.batcher.close()
         for name in {name for name, _ in host.loaded()}:
             host.unload(name)
@@ -260,17 +278,18 @@ def _add_health_routes(app: FastAPI, state: BridgeState) -> None:
 
     @app.get(
         "/readyz",
-        response_model=api_schemas.Health,
+        response_model=Readiness,
         tags=["health"],
-        responses={503: {"model": api_schemas.ErrorResponse, "description": "store unreadable"}},
+        responses={503: {"model": api_schemas.ErrorResponse, "description": "store unreadable, or models loading"}},
     )
     async def readyz() -> dict[str, Any]:
-        """Readiness: the model store is readable."""
+        """Readiness: the model store is readable and the start-up preload is done (a preload that
+        failed is listed in `preload_failed` and does not keep the bridge unready)."""
         try:
             await anyio.to_thread.run_sync(state.registry.fs.ls, state.registry.root)
         except Exception as exc:
             raise Unavailable("model store is not readable", detail={"reason": type(exc).__name__}) from None
-        return {"status": "ready", "loaded_models": len(state.host.loaded())}
+        return readiness(state)
 
     @app.get(
         "/metrics",
@@ -281,6 +300,30 @@ def _add_health_routes(app: FastAPI, state: BridgeState) -> None:
     async def metrics() -> Response:
         """Prometheus metrics."""
         return Response(state.metrics.render(), media_type=state.metrics.content_type)
+
+
+class PreloadFailure(BaseModel):
+    model: str
+    error: str
+
+
+class Readiness(api_schemas.Health):
+    models: list[str] = Field(default_factory=list, description='loaded versions, as "name:version"')
+    preload_failed: list[PreloadFailure] = Field(default_factory=list)
+
+
+def readiness(state: BridgeState) -> dict[str, Any]:
+    """The ready answer, or `Unavailable` naming the models the start-up preload is still loading."""
+    loaded = [f"{name}:{version}" for name, version in state.host.loaded()]
+    failed = [{"model": ref, "error": error} for ref, error in state.preload.failed().items()]
+    loading = state.preload.loading()
+    if loading:
+        raise Unavailable(
+            f"models still loading: {', '.join(loading)}",
+            hint="the bridge preloads them at start-up (--preload, SQLML_PRELOAD); retry in a moment",
+            detail={"loading": loading, "loaded": loaded, "failed": failed},
+        )
+    return {"status": "ready", "loaded_models": len(loaded), "models": loaded, "preload_failed": failed}
 
 
 # -- OpenAPI ---------------------------------------------------------------------------------

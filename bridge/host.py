@@ -8,6 +8,10 @@ recently used unpinned one, serves the runtimes named in `model_processes` from 
 out. If the version an alias points at fails to load (a corrupt artifact, or a manifest the
 registry reports as `StoreCorrupt`), the newest older version that loads keeps serving (and the
 failure is reported through `HostEvents`, as are the corrupt store files the registry finds).
+
+Loads run in a thread of their own: callers of a version that is loading wait on that one load for
+at most `load_timeout_s` and then get `Unavailable` ("still loading"), while the load goes on and
+serves the next call. `preload` loads models in the background at start-up (see `Preload`).
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +34,7 @@ from sqlml.bridge.model_process import ProcessRuntime
 from sqlml.bridge.registry import ModelRef, Registry
 from sqlml.bridge.runtimes import Runtime, runtime_class
 from sqlml.bridge.signature import arrow_type, conform, null_rows, scatter
-from sqlml.errors import ModelLoadError, SqlmlError, library_error_text
+from sqlml.errors import ModelLoadError, SqlmlError, Unavailable, library_error_text
 
 log = logging.getLogger("sqlml.host")
 
@@ -59,6 +64,14 @@ class LoadedModel:
         return (self.manifest.name, self.manifest.version)
 
 
+@dataclass
+class _Load:
+    """One load in progress; every caller of that version waits on its future."""
+
+    future: Future[LoadedModel] = field(default_factory=Future)
+    started: float = field(default_factory=time.monotonic)
+
+
 class ModelHost:
     def __init__(
         self,
@@ -66,31 +79,41 @@ class ModelHost:
         memory_budget: int | None = None,
         events: HostEvents | None = None,
         model_processes: Collection[str] = (),
+        load_timeout_s: float | None = None,
     ):
         self.registry = registry
+        self.load_timeout_s = load_timeout_s  # how long a call waits for a load; None: as long as it takes
         self.memory_budget = memory_budget
         self.model_processes = frozenset(model_processes)  # runtime names, or "*": served from a child process
         self.events = events or HostEvents()
         self._loaded: OrderedDict[tuple[str, int], LoadedModel] = OrderedDict()
         self._pinned: set[str] = set()
         self._lock = threading.Lock()
-        self._loading: dict[tuple[str, int], threading.Lock] = {}
+        self._loading: dict[tuple[str, int], _Load] = {}
         registry.watch_corruption(self.events.store_corrupt)
 
     # -- lifecycle -------------------------------------------------------------------------
 
     def get(self, ref: ModelRef | str) -> LoadedModel:
-        """The loaded model for a reference, loading it (once) if needed."""
+        """The loaded model for a reference, loading it (once) if needed; `Unavailable` when a load
+        takes longer than `load_timeout_s` (it goes on in the background)."""
+        return self._get(ref, self.load_timeout_s)
+
+    def load(self, ref: ModelRef | str) -> LoadedModel:
+        """`get`, waiting for a load however long it takes (preloading: no caller is waiting)."""
+        return self._get(ref, None)
+
+    def _get(self, ref: ModelRef | str, wait_s: float | None) -> LoadedModel:
         ref = ModelRef.parse(ref) if isinstance(ref, str) else ref
         version = self.registry.resolve(ref)
         try:
-            return self._get_version(ref.name, version)
+            return self._get_version(ref.name, version, wait_s)
         except ModelLoadError:
             if ref.ref is not None and ref.ref.isdigit():
                 raise  # an explicit version was asked for: no substitute
             for older in reversed([v for v in self.registry.versions(ref.name) if v < version]):
                 try:
-                    model = self._get_version(ref.name, older)
+                    model = self._get_version(ref.name, older, wait_s)
                 except ModelLoadError:
                     continue
                 log.warning("model %s version %s failed to load; serving version %s", ref.name, version, older)
@@ -116,8 +139,8 @@ class ModelHost:
         self.events.cache_hit(ref.name, version)
         return model
 
-    def _get_version(self, name: str, version: int) -> LoadedModel:
-        key = (name, version)
+    def _get_version(self, name: str, version: int, wait_s: float | None) -> LoadedModel:
+        key, arrived = (name, version), time.monotonic()
         with self._lock:
             model = self._loaded.get(key)
             if model is not None:
@@ -125,20 +148,45 @@ class ModelHost:
                 self.events.cache_hit(name, version)
                 return model
             self.events.cache_miss(name, version)
-            load_lock = self._loading.setdefault(key, threading.Lock())
-        started = time.perf_counter()
-        with load_lock:  # concurrent first requests wait here for one load
+            load = self._loading.get(key)
+            first = load is None
+            if load is None:  # the first caller starts the one load of this version
+                load = self._loading[key] = self._start_load(key)
+        model = self._wait(load, name, version, wait_s)
+        if not first:
+            self.events.waited_for_load(name, version, time.monotonic() - arrived)
+        return model
+
+    def _wait(self, load: _Load, name: str, version: int, wait_s: float | None) -> LoadedModel:
+        try:
+            return load.future.result(timeout=wait_s)
+        except TimeoutError:
+            seconds = time.monotonic() - load.started
+            raise Unavailable(
+                f'model "{name}" is still loading ({seconds:.0f} s so far)',
+                hint=f"retry in a moment, or load it when the bridge starts: sqlml serve --preload {name}",
+                detail={"model": name, "version": version, "loading_s": round(seconds, 1)},
+            ) from None
+
+    def _start_load(self, key: tuple[str, int]) -> _Load:
+        load = _Load()
+        thread_name = f"load-{key[0]}-{key[1]}"
+        threading.Thread(target=self._run_load, args=(key, load), name=thread_name, daemon=True).start()
+        return load
+
+    def _run_load(self, key: tuple[str, int], load: _Load) -> None:
+        try:
+            model = self._load(*key)
+        except BaseException as exc:  # every waiter gets the error; the next call tries again
             with self._lock:
-                model = self._loaded.get(key)
-            if model is not None:
-                self.events.waited_for_load(name, version, time.perf_counter() - started)
-                return model
-            model = self._load(name, version)
-            with self._lock:
-                self._loaded[key] = model
                 self._loading.pop(key, None)
-                self._evict_over_budget(keep=key)
-            return model
+            load.future.set_exception(exc)
+            return
+        with self._lock:
+            self._loaded[key] = model
+            self._loading.pop(key, None)
+            self._evict_over_budget(keep=key)
+        load.future.set_result(model)
 
     def _load(self, name: str, version: int) -> LoadedModel:
         started = time.perf_counter()
@@ -249,6 +297,81 @@ class ModelHost:
             return
         with model.lock:
             yield
+
+
+class Preload:
+    """The start-up preload: models loaded one after another in a background thread, so the bridge
+    answers at once while `/readyz` says what is still loading. References resolve as calls do (a
+    bare name is the production version, else the latest); `*` is every model in the store. A
+    model that fails is logged and remembered, and the others go on: the preload is done when each
+    reference has loaded or failed. Loads one at a time: on a small machine, parallel loads of
+    CPU-bound models each finish later."""
+
+    def __init__(self, host: ModelHost, refs: Sequence[str]):
+        self.host = host
+        self._pending = list(dict.fromkeys(refs))
+        self._failed: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+
+    def start(self) -> None:
+        if self._pending:
+            threading.Thread(target=self._run, name="preload", daemon=True).start()
+
+    def stop(self) -> None:
+        """Start no further loads (the bridge is shutting down)."""
+        self._stopped.set()
+
+    def loading(self) -> list[str]:
+        """References not loaded yet (`*` until the store has been listed)."""
+        with self._lock:
+            return list(self._pending)
+
+    def failed(self) -> dict[str, str]:
+        """Reference -> why it did not load."""
+        with self._lock:
+            return dict(self._failed)
+
+    def _run(self) -> None:
+        self._expand_all()
+        while not self._stopped.is_set():
+            with self._lock:
+                if not self._pending:
+                    return
+                ref = self._pending[0]
+            self._load(ref)
+            with self._lock:
+                self._pending.pop(0)
+
+    def _expand_all(self) -> None:
+        with self._lock:
+            if "*" not in self._pending:
+                return
+        names: list[str] = []
+        try:
+            names = self.host.registry.names()
+        except Exception as exc:  # an unreadable store: /readyz says so too
+            self._fail("*", f"the model store could not be listed: {library_error_text(exc)}")
+        with self._lock:
+            self._pending = list(dict.fromkeys([r for r in self._pending if r != "*"] + names))
+
+    def _load(self, ref: str) -> None:
+        started = time.monotonic()
+        try:
+            model = self.host.load(ref)
+        except SqlmlError as exc:
+            self._fail(ref, exc.message)
+            return
+        except Exception as exc:  # the store itself failing (I/O): loads turn library errors into ModelLoadError
+            self._fail(ref, library_error_text(exc))
+            return
+        m = model.manifest
+        log.info("preloaded %s (version %s) in %.1f s", m.name, m.version, time.monotonic() - started)
+
+    def _fail(self, ref: str, message: str) -> None:
+        log.error("preload of %s failed: %s", ref, message)
+        with self._lock:
+            self._failed[ref] = message
 
 
 def _without_null_rows(model: LoadedModel, batch: pa.Table) -> tuple[pa.Table, pa.Array]:

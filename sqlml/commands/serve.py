@@ -25,6 +25,11 @@ def serve(
         help='runtimes whose models each run in a process of their own, e.g. "sentiment" or "*" '
         "[env SQLML_MODEL_PROCESSES]",
     ),
+    preload: str | None = typer.Option(
+        None,
+        help='models to load in the background at start, e.g. "sentiment,lead_scoring", or "*" for every '
+        "model; /readyz answers 503 until they are loaded [env SQLML_PRELOAD]",
+    ),
     config: Path | None = typer.Option(None, help="JSON or YAML settings file [env SQLML_BRIDGE_CONFIG]"),
     log_level: str = typer.Option("info", help="uvicorn log level"),
 ) -> None:
@@ -34,7 +39,13 @@ def serve(
     from sqlml.bridge.app import create_app
     from sqlml.bridge.settings import BridgeSettings
 
-    overrides: dict[str, Any] = {"host": host, "port": port, "store": store, "memory_budget": memory_budget}
+    overrides: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "store": store,
+        "memory_budget": memory_budget,
+        "preload": preload,  # comma-separated, split by the settings
+    }
     if no_auth:
         overrides["auth"] = False
     if no_batching:
@@ -48,6 +59,8 @@ def serve(
             "warning: auth is on but no tokens are configured (SQLML_TOKENS); every model call gets 401", err=True
         )
     typer.echo(f"sqlml bridge on http://{settings.host}:{settings.port} (store {settings.store})", err=True)
+    if settings.preload:
+        typer.echo(f"preloading {', '.join(settings.preload)}; /readyz answers 503 until they are loaded", err=True)
     uvicorn.run(
         create_app(settings),
         host=settings.host,
