@@ -365,8 +365,14 @@ class Bridge:
         if conn is not None:
             conn.close()
 
-    def call(self, method: str, path: str, payload: Any = None) -> Any:
-        """Send one request; return the decoded JSON body or raise `BridgeError`."""
+    def call(self, method: str, path: str, payload: Any = None, idempotent: bool = True) -> Any:
+        """Send one request; return the decoded JSON body or raise `BridgeError`.
+
+        A kept-alive connection the bridge closed (a restart, an idle timeout) is retried once on a
+        new one; a request that must not run twice (`idempotent=False`: a job, an upload's rows, a
+        rollback) goes on a new connection from the start, so it is never retried."""
+        if not idempotent:
+            self._drop()
         if payload is None:
             body = None
         elif isinstance(payload, (bytes, str)):
@@ -1236,7 +1242,7 @@ def rollback(plpy: Any, model: str, alias: str) -> int | None:
     try:
         check_model(model)
         _check_alias(alias)
-        answer = bridge.call("POST", f"/v1/models/{_quote(model)}/rollback", {"alias": alias})
+        answer = bridge.call("POST", f"/v1/models/{_quote(model)}/rollback", {"alias": alias}, idempotent=False)
         return answer.get("version") if isinstance(answer, dict) else None
     except BridgeError as error:
         raise_sql(plpy, error)
@@ -1458,7 +1464,7 @@ def upload_start(plpy: Any, columns_json: str) -> str:
     """ml._train_upload(columns): open an upload on the bridge; returns its id."""
     _settings, bridge = _open(plpy)
     try:
-        answer = bridge.call("POST", "/v1/uploads", columns_json)
+        answer = bridge.call("POST", "/v1/uploads", columns_json, idempotent=False)
         upload_id = answer.get("id") if isinstance(answer, dict) else None
         if not isinstance(upload_id, str) or not UPLOAD_ID.match(upload_id):
             raise BridgeError("bad_response", "the bridge answered POST /v1/uploads without an upload id")
@@ -1474,7 +1480,7 @@ def upload_rows(plpy: Any, upload_id: str, rows_json: str) -> int:
     try:
         if not isinstance(upload_id, str) or not UPLOAD_ID.match(upload_id):
             raise BridgeError("bad_request", "invalid upload id")
-        answer = bridge.call("POST", f"/v1/uploads/{upload_id}/rows", rows_json)
+        answer = bridge.call("POST", f"/v1/uploads/{upload_id}/rows", rows_json, idempotent=False)
         return int(answer.get("rows", 0)) if isinstance(answer, dict) else 0
     except BridgeError as error:
         raise_sql(plpy, error)
@@ -1494,7 +1500,7 @@ def submit_job(plpy: Any, spec_json: str) -> str:
                 "ml._submit_job only sends rows uploaded by ml.train",
                 hint="call ml.train(model, task, query, target, ...)",
             )
-        answer = bridge.call("POST", "/v1/jobs", spec)
+        answer = bridge.call("POST", "/v1/jobs", spec, idempotent=False)
         return str(answer["id"])
     except BridgeError as error:
         raise_sql(plpy, error)
