@@ -25,7 +25,7 @@ demo: venv
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	cd build/__editable__.sqlml-*/ && $(CURDIR)/$(BIN)/lint-imports --config $(CURDIR)/pyproject.toml
+	cd build/__editable__.sqlml-*/ && $(CURDIR)/$(BIN)/lint-imports $(CURDIR)/pyproject.toml
 
 # mypy reads the installed link tree, where bridge/ and udfs/ appear as sqlml.bridge and sqlml.udfs.
 typecheck: venv

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import anyio.to_thread
@@ -30,40 +29,27 @@ from sqlml.bridge import api_schemas
 from sqlml.bridge.auth import TokenAuth
 from sqlml.bridge.batcher import DynamicBatcher
 from sqlml.bridge.host import ModelHost, Preload
+from sqlml.bridge.jobs.routes_jobs import include_job_routes
 from sqlml.bridge.metrics import BridgeMetrics
 from sqlml.bridge.model_turns import ModelTurns
+from sqlml.bridge.predict_lane import PredictLane
 from sqlml.bridge.registry import Registry
+from sqlml.bridge.routes_models import router
 from sqlml.bridge.settings import BridgeSettings
+from sqlml.bridge.state import (
+    HTTP_CODES,
+    ASGIApp,
+    BridgeState,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    error_reply,
+    error_response,
+)
 from sqlml.errors import PayloadTooLarge, SqlmlError, Unauthorized, Unavailable, bounded_text
 
 log = logging.getLogger("sqlml.bridge")
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
-
-
-@dataclass
-class BridgeState:
-    settings: BridgeSettings
-    registry: Registry
-    host: ModelHost
-    metrics: BridgeMetrics
-    batcher: DynamicBatcher
-    turns: ModelTurns  # explain and forecast: one call at a time per version, queued on the loop
-    auth: TokenAuth
-    preload: Preload  # started by the lifespan
-
-
-def load_wait_s(settings: BridgeSettings) -> float:
-    """How long a call waits for its model to load: `load_timeout_s`, but give up just inside the
-    request timeout, which `routes_models` counts from before the load: past it a call would
-    answer a 504 "did not answer" while the model is only loading, instead of "still loading"."""
-    return min(settings.load_timeout_s, settings.request_timeout_s * 0.9)
 
 
 def load_plugins(modules: list[str]) -> None:
@@ -82,7 +68,7 @@ def create_app(settings: BridgeSettings | None = None) -> FastAPI:
         memory_budget=settings.memory_budget,
         events=metrics,
         model_processes=settings.model_processes,
-        load_timeout_s=load_wait_s(settings),
+        load_timeout_s=settings.load_timeout_s,
     )
     metrics.watch_host(lambda: len(host.loaded()), host.loaded_bytes, settings.memory_budget)
     state = BridgeState(
@@ -122,9 +108,6 @@ def create_app(settings: BridgeSettings | None = None) -> FastAPI:
     _install_error_handlers(app, metrics)
     _add_health_routes(app, state)
 
-    from sqlml.bridge.jobs.routes_jobs import include_job_routes  # late: they import this module's helpers
-    from sqlml.bridge.routes_models import router
-
     app.include_router(router)
     include_job_routes(app, jobs_db=settings.jobs_db)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
@@ -137,31 +120,10 @@ class BridgeApp(FastAPI):
     framework layer."""
 
     def build_middleware_stack(self) -> ASGIApp:
-        from sqlml.bridge.predict_lane import PredictLane  # late: it imports this module's helpers
-
         state: BridgeState = self.state.bridge
         framework = super().build_middleware_stack()
         limited = BodyLimitMiddleware(PredictLane(framework, state), state.settings.max_body_bytes)
         return AuthGate(limited, state)
-
-
-def bridge_state(request: Request) -> BridgeState:
-    state: BridgeState = request.app.state.bridge
-    return state
-
-
-# -- errors ----------------------------------------------------------------------------------
-
-
-def error_response(error: SqlmlError, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": error.to_dict()}, status_code=error.status, headers=headers)
-
-
-def error_reply(metrics: BridgeMetrics, error: SqlmlError) -> JSONResponse:
-    """The envelope for a failed request, counted by code (401s also name the auth scheme)."""
-    metrics.error(error.code)
-    headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
-    return error_response(error, headers)
 
 
 def _install_error_handlers(app: FastAPI, metrics: BridgeMetrics) -> None:

@@ -10,7 +10,7 @@ batches), that many rows. A one-row request that arrives while a 100,000-row req
 therefore waits one or two pieces, not the whole request, and shares a runtime call with that
 request's next piece. A request that fits a batch is never cut: if it does not fit the batch being
 formed it starts the next one. The worker keeps collecting until the batch is full or its first
-request has waited `max_wait_ms` since it arrived, runs `ModelHost.predict_loaded` once on the
+request has waited `max_wait_ms` since it arrived, runs `ModelHost.predict_valid` once on the
 concatenated table in a worker thread, and hands each piece its slice of the result; a request is
 answered when its last piece is, its pieces' outputs joined in order. While a batch runs, new
 requests queue up, so under load batches grow by themselves.
@@ -35,10 +35,9 @@ from dataclasses import dataclass, field
 import anyio.to_thread
 import pyarrow as pa
 
+from sqlml.bridge.failures import overloaded
 from sqlml.bridge.host import LoadedModel, ModelHost
 from sqlml.bridge.metrics import BridgeMetrics
-from sqlml.bridge.signature import conform
-from sqlml.errors import SqlmlError, Unavailable, library_error_text
 
 log = logging.getLogger("sqlml.batcher")
 
@@ -179,7 +178,7 @@ class DynamicBatcher:
 
     async def predict(self, model: LoadedModel, batch: pa.Table) -> pa.Table:
         """The model's outputs for `batch`, possibly computed together with other requests."""
-        inputs = conform(model.manifest, batch)
+        inputs = self.host.validate(model, batch)
         loop = asyncio.get_running_loop()
         request = _Request(model, inputs, loop.create_future(), loop.time())
         if inputs.num_rows == 0:
@@ -318,27 +317,4 @@ class DynamicBatcher:
             return exc
 
     def _call(self, model: LoadedModel, inputs: pa.Table) -> pa.Table:
-        try:
-            return self.host.predict_loaded(model, inputs)
-        except SqlmlError:
-            raise
-        except Exception as exc:
-            raise model_failure(model, "predict", exc) from exc
-
-
-def overloaded(model: LoadedModel, queued: int) -> Unavailable:
-    """The 503 for a model version whose queue is full (the batcher's, or explain / forecast turns)."""
-    return Unavailable(
-        f'model "{model.manifest.name}" is overloaded ({queued} requests queued)',
-        hint="retry later, send larger batches, or run more bridge replicas",
-    )
-
-
-def model_failure(model: LoadedModel, operation: str, exc: Exception) -> SqlmlError:
-    """A runtime that raises on valid input is a model bug: a 500 with the model named (and the
-    library's reason, without its native stack frames or install paths)."""
-    m = model.manifest
-    return SqlmlError(
-        f'model "{m.name}" version {m.version} failed in {operation}: {library_error_text(exc)}',
-        detail={"model": m.name, "version": m.version},
-    )
+        return self.host.predict_valid(model, inputs)

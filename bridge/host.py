@@ -20,15 +20,17 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sqlml.bridge.failures import model_failure
 from sqlml.bridge.manifest import Manifest
 from sqlml.bridge.model_process import ProcessRuntime
 from sqlml.bridge.registry import ModelRef, Registry
@@ -263,31 +265,53 @@ class ModelHost:
 
     # -- inference -------------------------------------------------------------------------
 
+    # The host owns each concern of a call once: it validates inputs (`validate`), resolves a
+    # reference (`get`), and turns an unexpected runtime exception into a model failure (`_run`).
+    # The bridge's batcher and routes resolve and validate once per request, then call the
+    # `*_loaded` / `predict_valid` forms.
+
+    def validate(self, model: LoadedModel, batch: pa.Table) -> pa.Table:
+        """The batch conformed to the model's signature: the one place inputs are checked."""
+        return conform(model.manifest, batch)
+
     def predict(self, ref: ModelRef | str, batch: pa.Table) -> pa.Table:
         """Validate, drop NULL rows, predict, and put NULLs back in place; order is preserved."""
-        return self.predict_loaded(self.get(ref), batch)
+        model = self.get(ref)
+        return self.predict_valid(model, self.validate(model, batch))
 
-    def predict_loaded(self, model: LoadedModel, batch: pa.Table) -> pa.Table:
-        """`predict` on an already resolved model (the bridge's batcher resolves once per request)."""
+    def predict_valid(self, model: LoadedModel, inputs: pa.Table) -> pa.Table:
+        """`predict` on a resolved model and inputs `validate` returned."""
         schema = output_schema(model.manifest)
-        kept, keep = _without_null_rows(model, batch)
+        kept, keep = _without_null_rows(inputs)
         if kept.num_rows == 0:
             return pa.Table.from_arrays([pa.nulls(len(keep), f.type) for f in schema], schema=schema)
-        with self._using(model):
-            outputs = model.runtime.predict(kept)
+        outputs = self._run(model, "predict", model.runtime.predict, kept)
         return scatter(outputs.select(schema.names).cast(schema), keep, schema)
 
     def explain(self, ref: ModelRef | str, batch: pa.Table, top_k: int = 5) -> pa.Table:
-        model = self.get(ref)
-        kept, keep = _without_null_rows(model, batch)
-        with self._using(model):
-            outputs = model.runtime.explain(kept, top_k)
+        return self.explain_loaded(self.get(ref), batch, top_k)
+
+    def explain_loaded(self, model: LoadedModel, batch: pa.Table, top_k: int = 5) -> pa.Table:
+        kept, keep = _without_null_rows(self.validate(model, batch))
+        outputs = self._run(model, "explain", model.runtime.explain, kept, top_k)
         return scatter(outputs, keep, outputs.schema)
 
     def forecast(self, ref: ModelRef | str, series: list[str] | None, horizon: int, quantiles: list[str]) -> pa.Table:
-        model = self.get(ref)
+        return self.forecast_loaded(self.get(ref), series, horizon, quantiles)
+
+    def forecast_loaded(
+        self, model: LoadedModel, series: list[str] | None, horizon: int, quantiles: list[str]
+    ) -> pa.Table:
+        return self._run(model, "forecast", model.runtime.forecast, series, horizon, quantiles)
+
+    def _run(self, model: LoadedModel, operation: str, call: Callable[..., pa.Table], *args: Any) -> pa.Table:
         with self._using(model):
-            return model.runtime.forecast(series, horizon, quantiles)
+            try:
+                return call(*args)
+            except SqlmlError:
+                raise
+            except Exception as exc:  # a runtime that raises on valid input: a model bug, named as such
+                raise model_failure(model, operation, exc) from exc
 
     @contextmanager
     def _using(self, model: LoadedModel) -> Iterator[None]:
@@ -374,10 +398,9 @@ class Preload:
             self._failed[ref] = message
 
 
-def _without_null_rows(model: LoadedModel, batch: pa.Table) -> tuple[pa.Table, pa.Array]:
-    """The batch conformed to the signature without rows holding a NULL input, and the mask of
-    kept rows (to put NULL outputs back in place). No copy when every row is kept."""
-    inputs = conform(model.manifest, batch)
+def _without_null_rows(inputs: pa.Table) -> tuple[pa.Table, pa.Array]:
+    """Validated inputs without rows holding a NULL input, and the mask of kept rows (to put NULL
+    outputs back in place). No copy when every row is kept."""
     keep = pc.invert(null_rows(inputs))
     return (inputs if pc.all(keep).as_py() else inputs.filter(keep)), keep
 

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import anyio.to_thread
 
-from sqlml.bridge.batcher import overloaded
+from sqlml.bridge.failures import overloaded
 from sqlml.bridge.host import LoadedModel
 
 T = TypeVar("T")

@@ -18,8 +18,8 @@ import re
 
 from fastapi.responses import Response
 
-from sqlml.bridge.app import ASGIApp, BridgeState, Receive, Scope, Send, error_reply
 from sqlml.bridge.routes_models import BatchCall, answer_predict
+from sqlml.bridge.state import ASGIApp, BridgeState, Receive, Scope, Send, error_reply
 from sqlml.errors import SqlmlError
 
 log = logging.getLogger("sqlml.bridge")

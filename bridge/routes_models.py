@@ -25,16 +25,15 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 
 from sqlml.bridge import api_schemas as schemas
-from sqlml.bridge.app import BridgeState, Receive, bridge_state
 from sqlml.bridge.auth import ADMIN, ANY_TOKEN, predict_scope
-from sqlml.bridge.batcher import model_failure
 from sqlml.bridge.client import model_listing
 from sqlml.bridge.host import LoadedModel
 from sqlml.bridge.manifest import check_name
 from sqlml.bridge.registry import ModelRef
 from sqlml.bridge.signature import arrow_type
+from sqlml.bridge.state import BridgeState, Receive, bridge_state
 from sqlml.bridge.wire import ARROW_STREAM, Shape, is_arrow, json_to_table, read_ipc, table_to_json, write_ipc
-from sqlml.errors import BadRequest, BridgeTimeout, ModelNotFound, PayloadTooLarge, SqlmlError
+from sqlml.errors import BadRequest, BridgeTimeout, ModelNotFound, PayloadTooLarge
 
 log = logging.getLogger("sqlml.bridge")
 
@@ -241,9 +240,9 @@ async def answer_predict(state: BridgeState, model: str, call: BatchCall) -> Res
     ref = ModelRef.parse(model)
     state.auth.require(call.authorization, predict_scope(ref.name))
     started = time.perf_counter()
+    loaded = await _loaded_model(state, ref)  # under load_timeout_s; the request timeout starts after
 
     async def work() -> Response:
-        loaded = await _loaded_model(state, ref)
         table, shape, _ = _read_batch(state, call, loaded, schemas.PredictRequest)
         predicted = state.batcher.predict(loaded, table)
         if call.receive is not None and table.num_rows > state.batcher.batch_rows(loaded):
@@ -277,9 +276,9 @@ async def explain(
     state = _authorize(request, predict_scope(ref.name))
     started = time.perf_counter()
     call = await BatchCall.of(request)
+    loaded = await _loaded_model(state, ref)
 
     async def work() -> Response:
-        loaded = await _loaded_model(state, ref)
         table, shape, payload = _read_batch(state, call, loaded, schemas.ExplainRequest)
         k = top_k or (payload.top_k if payload is not None else 5)
         explained = _explain_in_pieces(state, loaded, table, k)
@@ -310,13 +309,7 @@ async def _explain_in_pieces(state: BridgeState, loaded: LoadedModel, table: pa.
 
 
 def _explain(state: BridgeState, loaded: LoadedModel, table: pa.Table, top_k: int) -> pa.Table:
-    m = loaded.manifest
-    try:
-        return state.host.explain(f"{m.name}:{m.version}", table, top_k)
-    except SqlmlError:
-        raise
-    except Exception as exc:
-        raise model_failure(loaded, "explain", exc) from exc
+    return state.host.explain_loaded(loaded, table, top_k)
 
 
 @router.post(
@@ -332,9 +325,9 @@ async def forecast(model: str, body: schemas.ForecastRequest, request: Request) 
     ref = ModelRef.parse(model)
     state = _authorize(request, predict_scope(ref.name))
     started = time.perf_counter()
+    loaded = await _loaded_model(state, ref)
 
     async def work() -> Response:
-        loaded = await _loaded_model(state, ref)
         table = await state.turns.run(loaded, _forecast, state, loaded, body)
         m = loaded.manifest
         state.metrics.request(m.name, m.version, "forecast", table.num_rows, time.perf_counter() - started)
@@ -344,13 +337,7 @@ async def forecast(model: str, body: schemas.ForecastRequest, request: Request) 
 
 
 def _forecast(state: BridgeState, loaded: LoadedModel, body: schemas.ForecastRequest) -> pa.Table:
-    m = loaded.manifest
-    try:
-        return state.host.forecast(f"{m.name}:{m.version}", body.series, body.horizon, body.quantiles)
-    except SqlmlError:
-        raise
-    except Exception as exc:
-        raise model_failure(loaded, "forecast", exc) from exc
+    return state.host.forecast_loaded(loaded, body.series, body.horizon, body.quantiles)
 
 
 # -- lifecycle (admin) -----------------------------------------------------------------------

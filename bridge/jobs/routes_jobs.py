@@ -21,13 +21,13 @@ from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from sqlml.bridge.api_schemas import ERROR_RESPONSES
-from sqlml.bridge.app import BridgeState, bridge_state
 from sqlml.bridge.auth import TRAIN
 from sqlml.bridge.jobs.local import LocalLauncher, pid_alive
 from sqlml.bridge.jobs.runner import JobManager, source_rules
 from sqlml.bridge.jobs.spec import JobSpec
 from sqlml.bridge.jobs.store import JobStore
 from sqlml.bridge.jobs.uploads import NewUpload, UploadRows
+from sqlml.bridge.state import BridgeState, bridge_state
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
 uploads_router = APIRouter(prefix="/v1/uploads", tags=["jobs"], responses=ERROR_RESPONSES)

@@ -19,10 +19,10 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from sqlml.bridge.app import BridgeState
 from sqlml.bridge.host import ModelHost
 from sqlml.bridge.registry import Registry
 from sqlml.bridge.settings import BridgeSettings
+from sqlml.bridge.state import BridgeState
 from sqlml.errors import ModelLoadError
 from tests.bridge import slow_load_fakes as slow
 from tests.bridge import sqlml_test_fakes as fakes
@@ -126,11 +126,17 @@ def test_a_load_longer_than_load_timeout_says_still_loading(make_app: Callable[.
 
 
 def test_the_request_timeout_does_not_turn_a_load_into_a_504(make_app: Callable[..., FastAPI], cold: str) -> None:
-    settings: dict[str, Any] = {"request_timeout_s": 3, "load_timeout_s": 60}
+    """The request timeout starts once the model is loaded: a load longer than it waits its own
+    load_timeout_s and is answered 'still loading', never 504."""
+    settings: dict[str, Any] = {"request_timeout_s": 1, "load_timeout_s": 3}
     with TestClient(make_app(**settings), headers=ADMIN, raise_server_exceptions=False) as client:
+        started = time.monotonic()
         answer = client.post("/v1/models/cold/predict", json=BODY)
+        waited = time.monotonic() - started
+        slow.GATES.open(cold)
     assert answer.status_code == 503, answer.text
     assert "is still loading" in answer.json()["error"]["message"]
+    assert waited >= 2.5  # past the 1 s request timeout: the load wait is not cut short by it
 
 
 def test_every_waiter_gets_a_failed_load_and_the_next_call_retries(registry: Registry) -> None:

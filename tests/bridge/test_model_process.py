@@ -96,8 +96,9 @@ def test_only_the_named_runtimes_get_a_process(store: Registry) -> None:
 
 
 def test_errors_keep_their_type_and_code(host: ModelHost) -> None:
-    with pytest.raises(ValueError, match="the fake model always fails"):
+    with pytest.raises(SqlmlError, match="failed in predict: ValueError: the fake model always fails") as failed:
         host.predict("failing", pa.table({"a": [1.0], "b": [2.0]}))
+    assert failed.value.code == "internal_error" and isinstance(failed.value.__cause__, ValueError)
     with pytest.raises(NotSupported, match='"echo"') as raised:
         host.explain("echo", pa.table({"text": ["hi"]}))
     assert raised.value.code == "not_supported"

@@ -59,7 +59,7 @@ def test_the_helper_derives_tokens_as_the_bridge_does(parent: str, scopes: list[
 
 def test_every_bridge_error_code_has_a_sqlstate() -> None:
     """A code the bridge can answer with and the extension does not map reaches SQL as XX000."""
-    from sqlml.bridge.app import HTTP_CODES
+    from sqlml.bridge.state import HTTP_CODES
     from sqlml.errors import ERRORS_BY_CODE
 
     codes = set(ERRORS_BY_CODE) | set(HTTP_CODES.values())
@@ -84,7 +84,7 @@ def test_the_sqlstate_table_in_the_docs_is_the_helpers() -> None:
         for names, state in ((cells[1], cells[2]), (cells[4], cells[5])):
             for code in re.findall(r"[a-z_]+", names.split("(")[0]):
                 documented[code] = state.strip()
-    from sqlml.bridge.app import HTTP_CODES
+    from sqlml.bridge.state import HTTP_CODES
     from sqlml.errors import ERRORS_BY_CODE
 
     assert sorted((set(ERRORS_BY_CODE) | set(HTTP_CODES.values())) - set(documented)) == []

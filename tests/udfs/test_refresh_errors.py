@@ -62,7 +62,7 @@ def test_the_listing_with_a_corrupt_model_matches_its_documented_schema(tmp_path
         openapi = http.get("/openapi.json").json()
     assert response.status_code == 200, response.text
     rows = {row["name"]: row for row in response.json()["models"]}
-    assert rows["adder"]["error"]["code"] == "model_load_failed" and "task" not in rows["adder"]
+    assert rows["adder"]["error"]["code"] == "store_corrupt" and "task" not in rows["adder"]
     assert "error" not in rows["sentiment"] and rows["sentiment"]["task"] == "sentiment"
     listing = ModelList.model_validate(response.json())
     assert listing.models[0].error is not None and listing.models[0].signature is None
