@@ -419,6 +419,14 @@ class Bridge:
                     f"cannot reach the bridge at {url}: {exc.__class__.__name__}: {exc}",
                     hint="check that the bridge is running and that sqlml.bridge_url points at it",
                 ) from None
+            except (ValueError, UnicodeError):
+                self._drop()  # http.client refusing a header: its message would quote the token
+                raise BridgeError(
+                    "invalid_setting",
+                    "the request to the bridge could not be built (a stored token or setting holds a character"
+                    " HTTP does not allow)",
+                    hint="the extension owner stores the token again: SELECT ml.set_token('<token>')",
+                ) from None
             except BaseException:
                 self._drop()  # cancelled while waiting: an answer, if one comes, is for nobody
                 raise
@@ -1272,6 +1280,7 @@ def _check_plain_name(name: str, what: str = "model name") -> str:
 # --- tokens and per-model grants -----------------------------------------------------------
 
 
+TOKEN_TEXT = re.compile(r"[\x21-\x7e]{1,4096}\Z")
 ROLE_OID_SQL = "SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = $1"
 
 
@@ -1296,8 +1305,13 @@ def set_token(plpy: Any, token: str | None, role_name: str | None, bridge_url: s
             )
             plpy.notice(f"sqlml: removed the bridge token of {who}")
         else:
-            if not token.strip() or len(token) > 4096:
-                raise BridgeError("bad_request", "a bridge token is 1 to 4096 characters")
+            if not TOKEN_TEXT.match(token):
+                # a newline would end up in an HTTP header, and http.client's error quotes the header
+                raise BridgeError(
+                    "bad_request",
+                    "a bridge token is 1 to 4096 printable ASCII characters, without spaces",
+                    hint="check for a trailing newline, e.g. from a file: SELECT ml.set_token(trim(...))",
+                )
             url = normalize_url(bridge_url) if bridge_url else read_settings(plpy, with_token=False).bridge_url
             plpy.execute(
                 _plan_typed(
@@ -1369,6 +1383,8 @@ def revoke(plpy: Any, model: str, role_name: str) -> None:
 UPLOAD_ROWS_PER_FETCH = 1_000
 UPLOAD_BYTES_PER_REQUEST = 4_000_000
 UPLOAD_ID = re.compile(r"[0-9a-f]{32}\Z")
+# Uploads this session's ml.train filled, with the lineage it read them under (upload id -> source).
+_trained_uploads: dict[str, dict[str, str]] = {}
 SPEC_OPTIONS = ("features", "resources", "metric", "alias")
 
 
@@ -1413,6 +1429,10 @@ def train(
     origin = plpy.execute(
         "SELECT pg_catalog.format('postgres database %s as role %s', pg_catalog.current_database(), current_user) AS o"
     )[0]["o"]
+    # What ml._submit_job will send as lineage: recorded here, where the rows were read as the
+    # caller, in this session's module state (only PL/Python code can write it), never taken
+    # from the spec a direct caller of ml._submit_job could write.
+    _trained_uploads[upload_id] = {"query": body, "origin": origin}
     spec: dict[str, Any] = {
         "model": model,
         "task": task,
@@ -1494,12 +1514,18 @@ def submit_job(plpy: Any, spec_json: str) -> str:
     try:
         spec = json.loads(spec_json)
         source = spec.get("source") if isinstance(spec, dict) else None
-        if not isinstance(source, dict) or set(source) - {"upload", "query", "origin"} or "upload" not in source:
+        upload = source.get("upload") if isinstance(source, dict) else None
+        if (
+            not isinstance(source, dict)
+            or set(source) - {"upload", "query", "origin"}
+            or upload not in _trained_uploads
+        ):
             raise BridgeError(
                 "forbidden",
-                "ml._submit_job only sends rows uploaded by ml.train",
+                "ml._submit_job only sends rows uploaded by ml.train in this session",
                 hint="call ml.train(model, task, query, target, ...)",
             )
+        spec["source"] = {"upload": upload, **_trained_uploads.pop(upload)}
         answer = bridge.call("POST", "/v1/jobs", spec, idempotent=False)
         return str(answer["id"])
     except BridgeError as error:

@@ -68,9 +68,11 @@ PRIVILEGED_ROLES = ("pg_read_server_files", "pg_write_server_files", "pg_execute
 
 # libpq options a client DSN may set; the others (passfile, service, sslkey, ...) name files or
 # credentials on the bridge's host.
+# No `options`: it would let the client set the session's search_path (or any setting) before the
+# bridge checks who the session is.
 DSN_KEYS = frozenset(
     {"host", "hostaddr", "port", "dbname", "user", "password", "connect_timeout", "application_name",
-     "sslmode", "options", "target_session_attrs", "keepalives", "keepalives_idle"}
+     "sslmode", "target_session_attrs", "keepalives", "keepalives_idle"}
 )  # fmt: skip
 
 # Every DuckDB training connection: read-only, no file system or network beyond the opened file,
@@ -219,10 +221,12 @@ def _pg_connect(source: Source) -> Any:
 
     try:
         conn = psycopg.connect(postgres_dsn(source), connect_timeout=10)
-    except psycopg.Error as exc:
+    except psycopg.Error:
+        # One message for every way a connection fails: the server's words (refused, timed out, no
+        # such role) would make a dsn a probe of the bridge's network.
         raise BadRequest(
-            f"cannot connect to the training database: {quiet_error(exc)}",
-            hint="the dsn needs the host, database, role and password to read with",
+            "cannot connect to the training database",
+            hint="check the dsn's host, port, database, role and password (with psql, from the bridge's host)",
             detail={"source": source.describe()},
         ) from None
     conn.read_only = True
@@ -235,20 +239,29 @@ def _pg_connect(source: Source) -> Any:
 
 
 def _refuse_privileged_role(conn: Any) -> None:
-    """403 when the session's role is, or may become, a superuser or a server-file/program role."""
+    """403 when the session's role is, or may become, a superuser or a server-file/program role.
+
+    The session's search_path is pinned first and every name is qualified: a schema of the role's
+    (or its own `ALTER ROLE ... SET search_path`) cannot shadow the catalog this check reads."""
+    conn.execute("SET search_path = pg_catalog, pg_temp")
     row = conn.execute(
-        "SELECT session_user::text, array_agg(CASE WHEN r.rolsuper THEN 'superuser ' ELSE '' END || r.rolname"
-        " ORDER BY r.rolname) FROM pg_roles r"
-        " WHERE pg_has_role(session_user, r.oid, 'MEMBER')"
-        " AND (r.rolsuper OR r.rolname = ANY(%s))",
+        "SELECT session_user::pg_catalog.text,"
+        " pg_catalog.current_setting('is_superuser') OPERATOR(pg_catalog.=) 'on',"
+        " ARRAY(SELECT r.rolname::pg_catalog.text FROM pg_catalog.pg_roles r"
+        "       WHERE (r.rolsuper OR r.rolname OPERATOR(pg_catalog.=) ANY(%s::pg_catalog.text[]))"
+        "         AND r.rolname OPERATOR(pg_catalog.<>) session_user"
+        "         AND pg_catalog.pg_has_role(session_user, r.oid, 'MEMBER')"
+        "       ORDER BY r.rolname)",
         [list(PRIVILEGED_ROLES)],
     ).fetchone()
-    role, powers = row[0], row[1]
-    if powers:
+    conn.execute("RESET search_path")  # the client's own query resolves its names as the role would
+    role, superuser, powers = row[0], row[1], list(row[2] or [])
+    if superuser or powers:
+        what = "a superuser" if superuser else f"a member of {', '.join(powers)}"
         raise Forbidden(
-            f'the training source connects as role "{role}", which is or may act as {", ".join(powers)}',
+            f'the training source connects as role "{role}", which is {what}',
             hint="connect as an ordinary role granted SELECT on the tables training reads",
-            detail={"role": role, "roles": powers},
+            detail={"role": role},
         )
 
 

@@ -164,3 +164,18 @@ def test_a_role_without_sqlml_user_can_execute_no_ml_function(conn: psycopg.Conn
         for sql in [*TOKEN_READING_CALLS, "SELECT ml.set_token('x')", "SELECT ml._load_helper()"]:
             assert _sqlstate(session, sql) == "42501", sql
         assert _sqlstate(session, "SELECT * FROM sqlml_private.bridge_tokens") == "42501"
+
+
+def test_a_token_with_a_newline_is_refused_and_never_echoed(conn: psycopg.Connection, make_role) -> None:
+    """A token read from a file with its trailing newline once reached every caller's error message
+    (http.client quoted the invalid header)."""
+    role = make_role("sqlml_user")
+    secret = "tok-" + uuid.uuid4().hex
+    with pytest.raises(psycopg.Error) as caught:
+        conn.execute("SELECT ml.set_token(%s, %s)", [secret + "\n", role.name])
+    assert caught.value.sqlstate == "22023" and secret not in str(caught.value)
+    assert "trailing newline" in (caught.value.diag.message_hint or "")
+    stored = conn.execute(
+        "SELECT count(*) FROM sqlml_private.bridge_tokens WHERE role_oid = %s::regrole", [role.name]
+    ).fetchone()
+    assert stored == (0,)

@@ -97,3 +97,25 @@ def test_ml_train_trains_on_what_the_caller_can_read(
     ).json()
     lineage = json.dumps(describe)
     assert f"as role {trainer.name}" in lineage and SECRET not in lineage
+
+
+def test_the_definer_steps_cannot_forge_a_jobs_lineage(conn: psycopg.Connection, make_role, bridge_url: str) -> None:
+    """An sqlml_admin calls the upload steps itself with made-up rows, then ml._submit_job with a
+    spec claiming another database, role and query: refused, since only uploads this session's
+    ml.train filled are sent, with the lineage ml.train recorded."""
+    forger = make_role("sqlml_admin")
+    with forger.connect() as session:
+        columns = json.dumps({"columns": [{"name": "a", "pg_type": 20}, {"name": "y", "pg_type": 16}]})
+        upload = session.execute("SELECT ml._train_upload(%s)", [columns]).fetchone()[0]  # type: ignore[index]
+        rows = json.dumps({"rows": [{"a": i, "y": i % 2 == 0} for i in range(40)]})
+        session.execute("SELECT ml._train_upload_rows(%s, %s)", [upload, rows])
+        before = _job_ids(bridge_url)
+        source = {
+            "upload": upload,
+            "query": "SELECT * FROM hr.payroll",
+            "origin": "postgres database hr as role postgres",
+        }
+        spec = {"model": "forged", "task": "lead_scoring", "target": "y", "source": source}
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match=r"uploaded by ml\.train in this session"):
+            session.execute("SELECT ml._submit_job(%s::jsonb)", [json.dumps(spec)])
+    assert _job_ids(bridge_url) == before

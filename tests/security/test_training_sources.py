@@ -278,7 +278,52 @@ def test_a_superuser_dsn_is_forbidden(client: TestClient, server_secret_file: Pa
         assert conn.execute(read_file_query(server_secret_file)).fetchone() == (SECRET, True)
     source = {"dsn": PG_ADMIN_DSN, "query": read_file_query(server_secret_file)}
     message = assert_refused(client, source, status=403)  # ...and the bridge never runs it as one
-    assert 'role "postgres"' in message and "superuser postgres" in message
+    assert 'role "postgres", which is a superuser' in message
+    assert "root" not in message  # names the session's role only, not every superuser of the cluster
+
+
+@pytest.mark.postgres
+def test_a_dsn_cannot_set_session_options(client: TestClient, server_secret_file: Path) -> None:
+    """`options='-c search_path=...'` let a DSN shadow pg_roles before the bridge checked the role."""
+    source = {"dsn": f"{PG_ADMIN_DSN} options='-c search_path=public,pg_catalog'",
+              "query": read_file_query(server_secret_file)}  # fmt: skip
+    assert "options" in assert_refused(client, source, status=403)
+
+
+@pytest.mark.postgres
+def test_a_role_that_shadows_the_catalog_is_still_checked(
+    client: TestClient, login_role: Any, server_secret_file: Path
+) -> None:
+    """A member of pg_read_server_files whose own search_path puts a schema with an empty `pg_roles`
+    view first: the check pins search_path and qualifies every name, so it still refuses."""
+    dsn = login_role("pg_read_server_files")
+    role = dsn.rsplit("user=", 1)[1]
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+        admin.execute(f"CREATE SCHEMA {role}_shadow AUTHORIZATION {role}")  # type: ignore[arg-type]
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(
+                f"CREATE VIEW {role}_shadow.pg_roles AS SELECT false AS rolsuper, ''::name AS rolname,"  # type: ignore[arg-type]
+                " 0::oid AS oid WHERE false"
+            )
+            conn.execute(f"ALTER ROLE {role} SET search_path = {role}_shadow, pg_catalog")  # type: ignore[arg-type]
+        message = assert_refused(client, {"dsn": dsn, "query": read_file_query(server_secret_file)}, 403)
+        assert "pg_read_server_files" in message
+    finally:
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+            admin.execute(f"DROP SCHEMA {role}_shadow CASCADE")  # type: ignore[arg-type]
+            admin.execute(f"ALTER ROLE {role} RESET search_path")  # type: ignore[arg-type]
+
+
+@pytest.mark.postgres
+def test_connection_failures_all_read_alike(client: TestClient) -> None:
+    """Refused, timed out or no such role: one message, so a dsn cannot map the bridge's network."""
+    messages = {
+        assert_refused(client, {"dsn": dsn, "query": "SELECT 1 AS income, true AS purchased"}, 400)
+        for dsn in ("host=127.0.0.1 port=1 dbname=postgres user=x connect_timeout=2",
+                    "host=127.0.0.1 port=5432 dbname=postgres user=no_such_role_sqlml")
+    }  # fmt: skip
+    assert messages == {"cannot connect to the training database"}
 
 
 @pytest.mark.postgres
