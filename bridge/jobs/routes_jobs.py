@@ -26,7 +26,7 @@ from sqlml.bridge.jobs.local import LocalLauncher, pid_alive
 from sqlml.bridge.jobs.runner import JobManager, source_rules
 from sqlml.bridge.jobs.spec import JobSpec
 from sqlml.bridge.jobs.store import JobStore
-from sqlml.bridge.jobs.uploads import NewUpload, UploadRows
+from sqlml.bridge.jobs.uploads import NewUpload, UploadRows, owner_of
 from sqlml.bridge.state import BridgeState, bridge_state
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
@@ -63,6 +63,9 @@ def _manager(request: Request) -> JobManager:
 async def submit_job(spec: JobSpec, request: Request) -> JSONResponse:
     """Validate the spec against its data source (before any work) and start the job; 202 with its id."""
     manager = _manager(request)
+    if spec.source.upload:
+        owner = owner_of(request.headers.get("authorization"))
+        await anyio.to_thread.run_sync(manager.uploads.check_owner, spec.source.upload, owner)
     record = await anyio.to_thread.run_sync(manager.submit, spec)
     body = record.summary()
     return JSONResponse(body, status_code=202, headers={"Location": f"/v1/jobs/{record.id}"})
@@ -126,9 +129,11 @@ async def create_upload(body: NewUpload, request: Request) -> JSONResponse:
     """Declare the columns (name, PostgreSQL type OID); 201 with the upload's id. Sweeps stale uploads."""
     manager = _manager(request)
 
+    owner = owner_of(request.headers.get("authorization"))
+
     def create() -> str:
         manager.uploads.sweep(manager.store.live_uploads())
-        return manager.uploads.create(body.columns)
+        return manager.uploads.create(body.columns, owner)
 
     upload_id = await anyio.to_thread.run_sync(create)
     columns = [column.model_dump() for column in body.columns]
@@ -139,5 +144,9 @@ async def create_upload(body: NewUpload, request: Request) -> JSONResponse:
 async def append_rows(upload_id: str, body: UploadRows, request: Request) -> dict[str, int]:
     """One chunk of rows as `row_to_json` objects; answers the rows uploaded so far."""
     manager = _manager(request)
-    total = await anyio.to_thread.run_sync(manager.uploads.append, upload_id, body.rows)
-    return {"rows": total}
+
+    def append() -> int:
+        manager.uploads.check_owner(upload_id, owner_of(request.headers.get("authorization")))
+        return manager.uploads.append(upload_id, body.rows)
+
+    return {"rows": await anyio.to_thread.run_sync(append)}

@@ -76,7 +76,7 @@ class Source(BaseModel):
         if self.duckdb:
             return f"duckdb:{self.duckdb}"
         if self.upload:
-            return self.origin or f"upload {self.upload}"
+            return self.origin or "rows uploaded by the client"  # never the id: it is the upload's key
         return f"postgres {_strip_password(self.dsn or '')}"
 
 

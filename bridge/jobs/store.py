@@ -96,6 +96,7 @@ class JobRecord(BaseModel):
         """The JSON the API returns (the spec included, its DSN password never)."""
         body = self.model_dump(mode="json", exclude={"pid"})
         body["spec"]["source"].pop("dsn", None)
+        body["spec"]["source"].pop("upload", None)  # an upload's id lets its creator add rows: not for others
         body["spec"]["source"]["where"] = self.spec.source.describe()
         return body
 

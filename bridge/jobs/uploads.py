@@ -15,6 +15,8 @@ calls `remove_upload`) and by `sweep` once it is an hour old and no live job nam
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import math
 import re
@@ -34,6 +36,7 @@ from sqlml.errors import BadRequest, NotFound, PayloadTooLarge
 
 DEFAULT_MAX_BYTES = 1024**3
 SWEEP_AGE_S = 3600.0
+OWNER_FILE = "owner"  # a fingerprint of the token that created the upload
 SCHEMA_FILE = "schema.arrow"
 TOTALS_FILE = "rows.json"
 _UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -83,12 +86,14 @@ class UploadStore:
         self.max_bytes = max_bytes
         self._lock = threading.Lock()  # chunks of one upload are appended one at a time
 
-    def create(self, columns: list[UploadColumn]) -> str:
-        """A new empty upload with these columns; returns its id."""
+    def create(self, columns: list[UploadColumn], owner: str = "") -> str:
+        """A new empty upload with these columns, for the caller `owner` names (a fingerprint of its
+        token); returns its id."""
         schema = upload_schema(columns)
         upload_id = secrets.token_hex(16)
         folder = self.root / upload_id
         folder.mkdir(parents=True)
+        (folder / OWNER_FILE).write_text(owner)
         _write_ipc(folder / SCHEMA_FILE, schema, [])
         _write_totals(folder, rows=0, chunks=0, size=0)
         return upload_id
@@ -113,6 +118,17 @@ class UploadStore:
             _write_ipc(folder / f"chunk-{chunk:06d}.arrow", batch.schema, [batch])
             _write_totals(folder, rows=rows_so_far, chunks=chunk, size=size)
             return rows_so_far
+
+    def check_owner(self, upload_id: str, owner: str) -> None:
+        """Only the caller that created an upload may add to it or train on it; to anyone else it
+        does not exist (the same 404 as an unknown id)."""
+        folder = self._folder(upload_id)
+        try:
+            created_by = (folder / OWNER_FILE).read_text()
+        except OSError:
+            created_by = None
+        if created_by is None or not hmac.compare_digest(created_by, owner):
+            raise _not_found(upload_id)
 
     def schema(self, upload_id: str) -> pa.Schema:
         with pa.memory_map(str(self._folder(upload_id) / SCHEMA_FILE)) as source:
@@ -148,12 +164,22 @@ class UploadStore:
     def _folder(self, upload_id: str) -> Path:
         folder = self.root / upload_id
         if not _UPLOAD_ID.match(upload_id) or not (folder / TOTALS_FILE).is_file():
-            raise NotFound(
-                f'upload "{upload_id}" not found',
-                hint="uploads are deleted when their job ends and after an hour unused; upload the rows again",
-                detail={"upload": upload_id},
-            )
+            raise _not_found(upload_id)
         return folder
+
+
+def _not_found(upload_id: str) -> NotFound:
+    return NotFound(
+        f'upload "{upload_id[:40]}" not found',
+        hint="uploads are deleted when their job ends and after an hour unused; upload the rows again",
+        detail={"upload": upload_id[:40]},
+    )
+
+
+def owner_of(authorization: str | None) -> str:
+    """The fingerprint an upload records of the token that created it ('' with auth off)."""
+    token = (authorization or "").partition(" ")[2].strip()
+    return hashlib.sha256(token.encode()).hexdigest()[:32] if token else ""
 
 
 def remove_upload(root: str | Path, upload_id: str) -> None:

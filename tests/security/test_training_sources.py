@@ -9,6 +9,7 @@ and, for DSN sources, the host's real PostgreSQL.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import uuid
@@ -79,7 +80,7 @@ def client(tmp_path: Path, roots: Path, registry: Registry) -> Iterator[TestClie
     settings = BridgeSettings.model_validate(
         {
             "store": registry.url,
-            "tokens": {"train-token": ["train"], "predict-token": ["predict:*"]},
+            "tokens": {"train-token": ["train"], "predict-token": ["predict:*"], "other-train-token": ["train"]},
             "jobs_db": str(tmp_path / "jobs" / "jobs.sqlite"),
             "train_roots": [str(roots)],
             "max_upload_bytes": MAX_UPLOAD_BYTES,
@@ -469,3 +470,21 @@ def test_the_sweep_removes_old_unreferenced_uploads_only(tmp_path: Path) -> None
         os.utime(store.root / upload_id, (two_hours_ago, two_hours_ago))
     assert store.sweep(referenced={kept}) == [old]
     assert sorted(p.name for p in store.root.iterdir()) == sorted([kept, fresh])
+
+
+def test_an_upload_belongs_to_the_token_that_made_it(client: TestClient) -> None:
+    """Another train token can neither add rows to an upload nor train on it, and job listings
+    never show upload ids (they were how a second tenant found them)."""
+    other = {"Authorization": "Bearer other-train-token"}
+    upload_id = new_upload(client, LEAD_COLUMNS).json()["id"]
+    answer = client.post(f"/v1/uploads/{upload_id}/rows", json={"rows": lead_rows(0, 50)}, headers=other)
+    assert answer.status_code == 404  # as if it did not exist
+    assert (
+        client.post(f"/v1/uploads/{upload_id}/rows", json={"rows": lead_rows(0, 50)}, headers=TRAIN).status_code == 200
+    )
+    spec = job({"upload": upload_id, "query": "SELECT * FROM leads"}, features=["income", "cars", "owner"])
+    assert client.post("/v1/jobs", json=spec, headers=other).status_code == 404
+    submitted = client.post("/v1/jobs", json=spec, headers=TRAIN)
+    assert submitted.status_code == 202, submitted.text
+    listing = json.dumps(client.get("/v1/jobs", headers=other).json())
+    assert upload_id not in listing and upload_id not in submitted.text
