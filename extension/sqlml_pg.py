@@ -81,6 +81,9 @@ STATUS_CODES = {
     503: "unavailable",
     504: "timeout",
 }
+# Long enough for a cold model load on the documented 2-core machine (MiniLM measured 5.5-9.5 s to
+# its first answer), the bridge's own request timeout (30 s), and its "still loading" answer.
+DEFAULT_TIMEOUT_MS = 30_000
 # The bridge's default per-request row limit (its max_request_rows): a larger sqlml.batch_size
 # would only earn 413s.
 MAX_BATCH_SIZE = 100_000
@@ -222,7 +225,7 @@ def read_settings(plpy: Any, with_token: bool = True) -> Settings:
     credential = _credential(plpy, row["login"]) if with_token else None
     configured = (row["bridge_url"] or "").strip()
     url = normalize_url(configured) if configured else (credential.bridge_url if credential else DEFAULT_BRIDGE_URL)
-    timeout_ms = _int_setting("sqlml.timeout_ms", row["timeout_ms"], 5000, 1, 3_600_000)
+    timeout_ms = _int_setting("sqlml.timeout_ms", row["timeout_ms"], DEFAULT_TIMEOUT_MS, 1, 3_600_000)
     batch_size = _int_setting("sqlml.batch_size", row["batch_size"], 10_000, 1, MAX_BATCH_SIZE)
     on_error = (row["on_error"] or "raise").strip().lower()
     if on_error not in ("raise", "null"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -55,8 +56,13 @@ def serve(
     settings = BridgeSettings.load(config, None, **overrides)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if settings.auth and not settings.tokens:
+        settings = settings.model_copy(update={"tokens": {first_run_token(): ["admin"]}})
+        url = f"http://{'127.0.0.1' if settings.host in ('0.0.0.0', '::') else settings.host}:{settings.port}"
         typer.echo(
-            "warning: auth is on but no tokens are configured (SQLML_TOKENS); every model call gets 401", err=True
+            f"no tokens configured (SQLML_TOKENS): serving with the admin token in {token_file()}\n"
+            f"  PostgreSQL: SELECT ml.set_token('{first_run_token()}', NULL, '{url}');\n"
+            f"  clients:    --token {first_run_token()}  (or SQLML_TOKEN)",
+            err=True,
         )
     typer.echo(f"sqlml bridge on http://{settings.host}:{settings.port} (store {settings.store})", err=True)
     if settings.preload:
@@ -69,6 +75,28 @@ def serve(
         access_log=False,  # per-request logging costs more than a fast predict; use /metrics
         timeout_graceful_shutdown=10,
     )
+
+
+def token_file() -> Path:
+    from sqlml import config
+
+    return config.home() / "bridge-token"
+
+
+def first_run_token() -> str:
+    """The admin token of a bridge started without tokens: made once, kept readable by its owner
+    only in `$SQLML_HOME/bridge-token`, and reused by later starts (so a stored ml.set_token holds)."""
+    import secrets
+
+    path = token_file()
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = "sqlml-" + secrets.token_urlsafe(24)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(token + "\n")
+    return token
 
 
 def main() -> None:
