@@ -151,14 +151,22 @@ def _import(target: str) -> Callable[..., Any]:
 
 def show(console: Console, con: duckdb.DuckDBPyConnection, title: str, sql: str) -> pa.Table:
     """Print the SQL, run it, print the rows as a table; returns the rows."""
+    show_sql(console, title, sql)
+    started = time.perf_counter()
+    result = con.sql(sql).to_arrow_table()
+    show_rows(console, result, time.perf_counter() - started)
+    return result
+
+
+def show_sql(console: Console, title: str, sql: str) -> None:
+    """A showcase query's title and SQL, printed before it runs (every engine's demo)."""
     console.print()
     console.rule(f"[bold cyan]{title}")
     console.print(Syntax(sql, "sql", theme="ansi_dark", word_wrap=True))
-    started = time.perf_counter()
-    result = con.sql(sql).to_arrow_table()
-    elapsed = time.perf_counter() - started
+
+
+def show_rows(console: Console, result: pa.Table, elapsed: float) -> None:
     console.print(rich_table(result, caption=f"{result.num_rows} rows in {elapsed:.2f} s"))
-    return result
 
 
 def rich_table(result: pa.Table, caption: str | None = None) -> Table:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import duckdb
@@ -55,15 +55,24 @@ def missing_tables(path: Path) -> list[str]:
     return [t for t in DEMO_TABLES if t not in present]
 
 
-def build_demo_database(path: Path, rebuild: bool = False, log: Callable[[str], None] = print) -> Path:
-    """Create the demo database at `path` unless it already holds every demo table."""
+def build_demo_database(
+    path: Path,
+    rebuild: bool = False,
+    log: Callable[[str], None] = print,
+    loaders: Mapping[str, Callable[[], pd.DataFrame]] | None = None,
+) -> Path:
+    """Create the demo database at `path` unless it already holds every demo table.
+
+    `loaders` replaces some of `LOADERS` (tests give a small synthetic `power`).
+    """
     if not rebuild and not missing_tables(path):
         return path
+    sources = {**LOADERS, **(loaders or {})}
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
         with duckdb.connect(str(staging), config={"storage_compatibility_version": STORAGE_COMPATIBILITY}) as con:
-            for table, loader in LOADERS.items():
+            for table, loader in sources.items():
                 log(f"loading {table} ...")
                 frame = loader()
                 con.register("frame", frame)

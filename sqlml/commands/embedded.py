@@ -87,12 +87,41 @@ def models(bridge: BridgeOption = None, token: TokenOption = None) -> None:
 
 def demo(
     rebuild: Annotated[bool, typer.Option("--rebuild", help="rebuild the demo database")] = False,
+    postgres: Annotated[
+        str | None,
+        typer.Option(
+            "--postgres",
+            metavar="DSN",
+            help="run the demo in this PostgreSQL database instead (created if missing), models on --bridge",
+        ),
+    ] = None,
+    bridge: Annotated[
+        str | None,
+        typer.Option("--bridge", help="with --postgres: the running bridge (default http://127.0.0.1:8765)"),
+    ] = None,
+    token: TokenOption = None,
 ) -> None:
-    """Build the demo database, train the demo models once, and run showcase SQL."""
+    """Build the demo database, train the demo models once, and run showcase SQL (DuckDB, or PostgreSQL)."""
     with cli_errors():
-        from sqlml.demo import run_demo
+        if postgres is None:
+            if bridge:
+                raise typer.BadParameter("goes with --postgres DSN", param_hint="--bridge")
+            from sqlml.demo import run_demo
 
-        run_demo(Console(), rebuild=rebuild)
+            run_demo(Console(), rebuild=rebuild)
+            return
+        _postgres_demo(postgres, bridge, token, rebuild)
+
+
+def _postgres_demo(dsn: str, bridge: str | None, token: str | None, rebuild: bool) -> None:
+    import psycopg
+
+    from sqlml.demo_postgres import DEFAULT_BRIDGE, describe_postgres_error, run_postgres_demo
+
+    try:
+        run_postgres_demo(dsn, bridge_url=bridge or DEFAULT_BRIDGE, token=token, console=Console(), rebuild=rebuild)
+    except psycopg.Error as exc:
+        fail("postgres_error", *describe_postgres_error(exc))
 
 
 # -- helpers ---------------------------------------------------------------------------------
