@@ -85,3 +85,21 @@ def test_no_ml_function_can_be_redirected_through_search_path(conn: psycopg.Conn
             except psycopg.Error as error:
                 failures[sql] = str(error)
     assert failures == {}
+
+
+def test_every_function_either_pins_its_search_path_or_is_attacked_above(conn: psycopg.Connection) -> None:
+    """Every SECURITY DEFINER function in schema ml pins search_path to pg_catalog, pg_temp; the
+    few SECURITY INVOKER ones that cannot (they run the caller's query with the caller's names) are
+    each called by the hijack test above."""
+    functions = conn.execute(
+        "SELECT p.oid::regprocedure::text, p.proname, p.prosecdef,"
+        " coalesce('search_path=pg_catalog, pg_temp' = ANY(p.proconfig), false)"
+        " FROM pg_proc p WHERE p.pronamespace = 'ml'::regnamespace"
+    ).fetchall()
+    assert len(functions) > 20
+    unpinned_definers = [signature for signature, _, definer, pinned in functions if definer and not pinned]
+    assert unpinned_definers == []
+    unpinned_invokers = {name for _, name, definer, pinned in functions if not definer and not pinned}
+    called = {name for name in unpinned_invokers if any(f"ml.{name}(" in sql for sql in CALLS)}
+    assert unpinned_invokers == called, "an unpinned SECURITY INVOKER function the hijack test does not call"
+    assert unpinned_invokers  # the check above looked at something: predict_query and train are such
