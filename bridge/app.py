@@ -70,6 +70,8 @@ def create_app(settings: BridgeSettings | None = None) -> FastAPI:
         model_processes=settings.model_processes,
         load_timeout_s=settings.load_timeout_s,
     )
+    for name in settings.pin:
+        host.pin(name)
     metrics.watch_host(lambda: len(host.loaded()), host.loaded_bytes, settings.memory_budget)
     state = BridgeState(
         settings=settings,
@@ -86,7 +88,7 @@ def create_app(settings: BridgeSettings | None = None) -> FastAPI:
         ),
         turns=ModelTurns(settings.max_pending_per_model),
         auth=TokenAuth(settings.tokens, enabled=settings.auth),
-        preload=Preload(host, settings.preload),
+        preload=Preload(host, [*settings.preload, *settings.pin]),  # pinned models load at start too
     )
 
     @asynccontextmanager

@@ -82,6 +82,10 @@ class BridgeSettings(BaseModel):
         default_factory=list,
         description='models (production versions, or "*" for all) loaded in the background at startup',
     )
+    pin: list[str] = Field(
+        default_factory=list,
+        description="models never evicted under memory_budget; they are preloaded at startup too",
+    )
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     max_request_rows: int = Field(
         # 10x the PostgreSQL helper's default chunk (sqlml.batch_size) and ~50 DuckDB vectors, so no
@@ -109,7 +113,7 @@ class BridgeSettings(BaseModel):
     )
     max_upload_bytes: int = Field(default=1024**3, ge=1, description="Arrow bytes one training upload may hold")
 
-    @field_validator("plugins", "model_processes", "train_roots", "preload", mode="before")
+    @field_validator("plugins", "model_processes", "train_roots", "preload", "pin", mode="before")
     @classmethod
     def _names(cls, value: Any) -> Any:
         """A comma-separated string (the environment, the command line) is a list of names."""
@@ -171,6 +175,7 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
         "SQLML_MODEL_PROCESSES": "model_processes",
         "SQLML_TRAIN_ROOTS": "train_roots",
         "SQLML_PRELOAD": "preload",
+        "SQLML_PIN": "pin",
     }
     for var, field in simple.items():
         if env.get(var):

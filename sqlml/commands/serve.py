@@ -31,6 +31,10 @@ def serve(
         help='models to load in the background at start, e.g. "sentiment,lead_scoring", or "*" for every '
         "model; /readyz answers 503 until they are loaded [env SQLML_PRELOAD]",
     ),
+    pin: str | None = typer.Option(
+        None,
+        help='models never evicted under --memory-budget, e.g. "sentiment"; preloaded at start too [env SQLML_PIN]',
+    ),
     config: Path | None = typer.Option(None, help="JSON or YAML settings file [env SQLML_BRIDGE_CONFIG]"),
     log_level: str = typer.Option("info", help="uvicorn log level"),
 ) -> None:
@@ -46,6 +50,7 @@ def serve(
         "store": store,
         "memory_budget": memory_budget,
         "preload": preload,  # comma-separated, split by the settings
+        "pin": pin,
     }
     if no_auth:
         overrides["auth"] = False

@@ -199,3 +199,12 @@ def _answers(url: str) -> bool:
         return httpx.get(url, timeout=1).status_code == 200
     except httpx.TransportError:
         return False
+
+
+def test_pinned_models_are_pinned_and_preloaded_at_start(make_app: Callable[..., FastAPI], cold: str) -> None:
+    with TestClient(make_app(pin=[cold]), headers=ADMIN, raise_server_exceptions=False) as client:
+        assert client.get("/readyz").status_code == 503  # the pinned model is loading
+        slow.GATES.open(cold)
+        wait_for(lambda: client.get("/readyz").status_code == 200)
+        assert client.get(f"/v1/models/{cold}").json()["pinned"] is True
+    assert slow.LOADS[cold] == 1
