@@ -135,6 +135,14 @@ class TokenAuth:
                 found = frozenset(scope for scope in claimed if grants(parent_scopes, scope))
         return found
 
+    def can_see(self, authorization: str | None, model: str) -> bool:
+        """Whether the request may see a model in listings and descriptions (its signature, metrics
+        and lineage): a token that may score it, or one that trains models."""
+        if not self.enabled:
+            return True
+        scopes = self.scopes(authorization)
+        return TRAIN in scopes or grants(scopes, predict_scope(model))
+
     def require(self, authorization: str | None, needed: str) -> None:
         """Raise unless the request may do `needed`."""
         if not self.enabled:

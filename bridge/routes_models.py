@@ -181,22 +181,33 @@ async def list_models(request: Request) -> dict[str, Any]:
     a model the store cannot describe (a corrupt manifest or aliases file) is listed with its
     `error` instead, and every other model as usual."""
     state = _authorize(request, ANY_TOKEN)
-    return {"models": await _blocking(model_listing, state.registry, state.host)}
+    authorization = request.headers.get("authorization")
+    rows = await _blocking(model_listing, state.registry, state.host)
+    return {"models": [row for row in rows if state.auth.can_see(authorization, str(row.get("name")))]}
 
 
 @router.get("/{model}", response_model=schemas.ModelDetail, summary="Describe a model")
 async def describe_model(model: str, request: Request) -> dict[str, Any]:
     """The manifest of the version `model` resolves to (`name`, `name:3`, `name:staging`)."""
-    state = _authorize(request, ANY_TOKEN)
     ref = ModelRef.parse(model)
+    state = _authorize_to_see(request, ref.name)
     return await _blocking(_describe, state, ref, None)
 
 
 @router.get("/{model}/versions/{version}", response_model=schemas.ModelDetail, summary="Describe a version")
 async def describe_version(model: str, version: int, request: Request) -> dict[str, Any]:
-    state = _authorize(request, ANY_TOKEN)
     check_name(model)
+    state = _authorize_to_see(request, model)
     return await _blocking(_describe, state, ModelRef(model), version)
+
+
+def _authorize_to_see(request: Request, model: str) -> BridgeState:
+    """A model's description (signature, metrics, lineage with its training query) is for tokens
+    that may score or train it, as the listing shows only those models."""
+    state = bridge_state(request)
+    if not state.auth.can_see(request.headers.get("authorization"), model):
+        state.auth.require(request.headers.get("authorization"), predict_scope(model))  # the 403
+    return state
 
 
 def _describe(state: BridgeState, ref: ModelRef, version: int | None) -> dict[str, Any]:
