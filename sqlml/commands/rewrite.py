@@ -1,7 +1,8 @@
 """`sqlml sql rewrite`: print the batched form of a query read on stdin (the rewriter's CLI door).
 
 The catalog of batchable functions comes from a database with the sqlml extension (`--dsn`, or
-SQLML_DSN), or is the built-in one (ml.sentiment and ml.predict) without it. When the query is
+SQLML_DSN), else from the models of a bridge (`--bridge`) or of the local store, by the rules of
+`ml.sync()`: the built-ins (ml.sentiment and ml.predict) plus one typed function per model. When the query is
 left unchanged the reason goes to stderr, so `sqlml sql rewrite < q.sql > out.sql` stays usable.
 """
 
@@ -23,6 +24,8 @@ def register(app: typer.Typer) -> None:
 def rewrite_command(
     dialect: str = typer.Option("postgres", help="engine the query runs on: postgres or duckdb"),
     dsn: str | None = typer.Option(None, help="read the ml.* functions from this database [env SQLML_DSN]"),
+    bridge: str | None = typer.Option(None, help="else the models of this bridge (default: the local store)"),
+    token: str | None = typer.Option(None, help="bearer token for --bridge", envvar="SQLML_TOKEN"),
 ) -> None:
     """Read SQL on stdin; print it with per-row ml.* calls batched (unchanged, with the reason, if unsafe)."""
     from sqlml.udfs.rewrite import DIALECTS, rewrite
@@ -37,7 +40,9 @@ def rewrite_command(
         with psycopg.connect(dsn, connect_timeout=5) as connection:
             catalog = Catalog.from_connection(connection)
     else:
-        catalog = Catalog.builtin()
+        from sqlml.commands.embedded import make_client
+
+        catalog = Catalog.from_models(make_client(bridge, token).models())
     result = rewrite(sys.stdin.read(), catalog, dialect=dialect)
     typer.echo(result.sql)
     typer.echo(f"-- sqlml rewrite: {'rewritten' if result.changed else 'unchanged'}: {result.reason}", err=True)
