@@ -403,14 +403,7 @@ class Bridge:
                 raise BridgeError(
                     "timeout",
                     f"the bridge at {url} did not answer within {self.settings.timeout_ms} ms",
-                    hint="raise sqlml.timeout_ms (SET sqlml.timeout_ms = 30000) or check the bridge's load",
-                    detail={"elapsed_ms": round((time.monotonic() - started) * 1000)},
-                ) from None
-                self._drop()
-                raise BridgeError(
-                    "timeout",
-                    f"the bridge at {url} did not answer within {self.settings.timeout_ms} ms",
-                    hint="raise sqlml.timeout_ms (SET sqlml.timeout_ms = 30000) or check the bridge's load",
+                    hint="raise sqlml.timeout_ms (SET sqlml.timeout_ms = 120000) or check the bridge's load",
                     detail={"elapsed_ms": round((time.monotonic() - started) * 1000)},
                 ) from None
             except (OSError, http.client.HTTPException) as exc:

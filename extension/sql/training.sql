@@ -7,7 +7,7 @@
 -- the query calls run as the caller too), then streams the rows to the bridge as an upload
 -- (POST /v1/uploads). The bridge never connects to this database. The two SECURITY DEFINER steps
 -- below read the bridge token and no data: ml._train_upload* send what they are given, and
--- ml._submit_job only sends specs whose source is such an upload.
+-- ml._submit_job only sends uploads that this session's ml.train filled, with the lineage it recorded.
 
 CREATE FUNCTION ml._train_upload(columns text) RETURNS text
 LANGUAGE plpython3u VOLATILE STRICT PARALLEL UNSAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
