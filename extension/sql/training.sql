@@ -5,7 +5,7 @@
 -- Which rows train the model: exactly those the caller can SELECT. ml.train is SECURITY INVOKER
 -- and reads the training query through a cursor with the caller's privileges (whatever functions
 -- the query calls run as the caller too), then streams the rows to the bridge as an upload
--- (POST /v1/uploads). The bridge never connects to this database. The two SECURITY DEFINER steps
+-- (POST /v1/uploads). The bridge never connects to this database. The SECURITY DEFINER steps
 -- below read the bridge token and no data: ml._train_upload* send what they are given, and
 -- ml._submit_job only sends uploads that this session's ml.train filled, with the lineage it recorded.
 
