@@ -185,7 +185,9 @@ def test_bridge_and_worker_killed_during_a_training_job(
                 bridge.kill()
             if "worker" in what and pid is not None:
                 kill_process(pid, group=True)  # the worker leads its own process group
-                if "bridge" in what:  # not a zombie when the new bridge recovers: see the xfail below
+                # reaped before the restart, so recovery reads a finished worker; an unreaped one
+                # counts as gone too (bridge/jobs/local.py _is_zombie), this only keeps timings tight
+                if "bridge" in what:
                     assert reaped(pid), f"worker {pid} was not reaped"
             if "bridge" in what:
                 bridge.start()
