@@ -15,16 +15,15 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
-import httpx
 import pandas as pd
 
 from sqlml.bridge.manifest import Manifest
 from sqlml.bridge.registry import Registry
 from sqlml.demo_data import build_demo_database
+from tests.served_bridge import ServedBridge
 from tests.superset.stack import synthetic_power
 
 HERE = Path(__file__).parent
@@ -55,12 +54,11 @@ def publish_standins(registry: Registry, work: Path, power: pd.DataFrame) -> Non
     registry.publish(sentiment, work / "sentiment", alias="production")
 
 
-class DemoBridge:
+class DemoBridge(ServedBridge):
     """`sqlml serve` over `store` on loopback `port`, with the fake runtimes; `auth` on: one `predict:*` token."""
 
     def __init__(self, store: Path, log: Path, port: int, *, auth: bool = True):
         self.token = "tok-demo-" + uuid.uuid4().hex if auth else None
-        self.url = f"http://127.0.0.1:{port}"
         env = {
             **os.environ,
             "SQLML_PLUGINS": "fake_runtimes",
@@ -71,30 +69,7 @@ class DemoBridge:
             env["SQLML_TOKENS"] = json.dumps({self.token: ["predict:*"]})
         else:
             command.append("--no-auth")
-        self._log = log.open("ab")
-        self.process = subprocess.Popen(command, env=env, stdout=self._log, stderr=subprocess.STDOUT)
-
-    def wait_ready(self, timeout_s: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the bridge exited with {self.process.returncode}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=2.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        raise RuntimeError(f"the bridge did not answer within {timeout_s:.0f} s")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self._log.close()
+        super().__init__(command, f"http://127.0.0.1:{port}", log, env)
 
 
 def run_sqlml(

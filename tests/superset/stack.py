@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import duckdb
-import httpx
 import numpy as np
 import pandas as pd
 
@@ -25,6 +22,7 @@ from sqlml.bridge.registry import Registry
 from sqlml.commands.superset import dashboards_module
 from sqlml.data.leads import load_leads
 from sqlml.data.reviews import load_reviews
+from tests.served_bridge import ServedBridge
 from tests.tiny_models import random_bert
 
 REPO = Path(__file__).resolve().parents[2]
@@ -97,40 +95,18 @@ def _tiny_bert_probabilities(folder: Path) -> np.ndarray:
         return torch.softmax(model(**batch).logits, dim=-1)[:, 1].numpy()
 
 
-class BridgeProcess:
+class BridgeProcess(ServedBridge):
     """`sqlml serve` on a free loopback port, serving `store`."""
 
     def __init__(self, store: Path, log: Path):
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         sqlml_bin = Path(sys.executable).with_name("sqlml")
         command = [str(sqlml_bin), "serve", "--host", "127.0.0.1", "--port", str(self.port)]
         command += ["--store", str(store), "--no-auth", "--log-level", "warning"]
-        self._log = log.open("ab")
-        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        super().__init__(command, f"http://127.0.0.1:{self.port}", log, start_new_session=True)
 
     def wait_ready(self, timeout_s: float = 120.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the bridge exited with {self.process.returncode}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=2.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        raise RuntimeError(f"the bridge did not answer within {timeout_s:.0f} s")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
+        super().wait_ready(timeout_s)
 
 
 def superset_site(home: Path, port: int | None = None) -> object:
