@@ -17,8 +17,8 @@ import time
 
 import psycopg
 
-from sqlml.udfs.rewrite import rewrite
-from sqlml.udfs.rewrite_catalog import Catalog
+from sqlml.sql.catalog import Catalog
+from sqlml.sql.rewrite import rewrite
 
 SETUP = """
 CREATE TEMP TABLE bench_reviews AS

@@ -3,11 +3,13 @@
 FROM postgres:15-bookworm
 
 RUN apt-get update \
- && apt-get install -y --no-install-recommends postgresql-plpython3-15 postgresql-server-dev-15 make gawk \
+ && apt-get install -y --no-install-recommends postgresql-plpython3-15 postgresql-server-dev-15 make gawk python3-minimal \
  && rm -rf /var/lib/apt/lists/*
 
-COPY extension/ /usr/src/sqlml-extension/
-RUN make -C /usr/src/sqlml-extension install \
+# The helper's build reads the shared SQL rules from the Python package (sqlml/naming.py, sqlml/sql/).
+COPY extension/ /usr/src/sqlml/extension/
+COPY sqlml/ /usr/src/sqlml/sqlml/
+RUN make -C /usr/src/sqlml/extension install \
  && apt-get purge -y postgresql-server-dev-15 make && apt-get autoremove -y
 
 # Runs once, on an empty data directory: the dashboards' database with the extension in it.

@@ -25,8 +25,9 @@ from duckdb.sqltypes import DuckDBPyType
 from sqlml.bridge.client import LocalClient, ModelClient
 from sqlml.bridge.manifest import Signature
 from sqlml.errors import Conflict
+from sqlml.sql.spec import FunctionSpec, spec_from_entry
 from sqlml.udfs import arrow_udfs, macros
-from sqlml.udfs.type_map import duckdb_type, output_sql_type
+from sqlml.udfs.type_map import duckdb_type, result_sql_type
 
 log = logging.getLogger("sqlml.udfs")
 _REGISTERED: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, SqlFunctions] = weakref.WeakKeyDictionary()
@@ -40,7 +41,7 @@ class SqlFunctions:
         self._con = weakref.ref(con)
         self.client = client
         self.udfs: set[str] = set()
-        self.typed: dict[str, tuple[str, str]] = {}  # model -> (task, signature json) it was built from
+        self.typed: dict[str, FunctionSpec] = {}  # model -> the spec its macro was built from
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
@@ -83,27 +84,24 @@ class SqlFunctions:
                 unreadable.add(entry["name"])
                 _warn_unreadable(entry, kept=entry["name"] in self.typed)
                 continue
-            signature = Signature.model_validate(entry["signature"])
-            current[entry["name"]] = (str(entry.get("task", "")), signature)
+            spec = spec_from_entry(entry)
+            if spec is not None:
+                current[spec.model] = (spec, Signature.model_validate(entry["signature"]))
         for gone in set(self.typed) - set(current) - unreadable:
             self._drop_model(gone)
-        for model, (task, signature) in current.items():
-            built_from = (task, signature.model_dump_json())
-            if self.typed.get(model) == built_from:
+        for model, (spec, signature) in current.items():
+            if self.typed.get(model) == spec:
                 continue
             self._drop_model(model)
-            statement = macros.model_macro(model, task, signature)
-            if statement is None:
-                continue
-            if task != "forecast":
+            if not spec.is_table:
                 self._udf(
                     macros.predict_udf_name(model),
                     arrow_udfs.typed_predict(self.client, model, signature),
-                    [duckdb_type(c.type) for c in signature.inputs],
-                    DuckDBPyType(output_sql_type(signature)),
+                    [duckdb_type(c) for c in spec.inputs],
+                    DuckDBPyType(result_sql_type(spec)),
                 )
-            self.con.execute(statement)
-            self.typed[model] = built_from
+            self.con.execute(macros.model_macro(spec))
+            self.typed[model] = spec
         return sorted(self.typed)
 
     def _drop_model(self, model: str) -> None:

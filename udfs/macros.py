@@ -9,8 +9,8 @@ DuckDB's function binder.
 
 from __future__ import annotations
 
-from sqlml.bridge.manifest import Column, Signature
-from sqlml.udfs.type_map import ACCEPTED, quote_ident, quote_literal, sql_type
+from sqlml.sql.spec import FunctionSpec, SpecColumn
+from sqlml.udfs.type_map import ACCEPTED, quote_ident, quote_literal
 
 CATALOG = "ml"
 UDF_PREFIX = "__sqlml_"
@@ -22,10 +22,7 @@ DEFAULT_QUANTILES = ("p10", "p50", "p90")
 DEFAULT_HORIZON = 48
 DEFAULT_TOP_K = 5
 
-# Names of the generic macros: a model with one of these names is reachable through
-# `ml.predict('<name>', row)` only.
-RESERVED = frozenset({"predict", "explain", "forecast", "models"})
-
+GENERIC_MACROS = ("predict", "explain", "forecast", "models")
 CONTRIBUTIONS_SQL_TYPE = "STRUCT(feature VARCHAR, value DOUBLE, contribution DOUBLE)[]"
 FORECAST_SQL_TYPE = "STRUCT(series VARCHAR, ts TIMESTAMP, quantile VARCHAR, value DOUBLE)[]"
 MODELS_SQL_TYPE = (
@@ -57,23 +54,22 @@ def generic_macros() -> list[str]:
     ]
 
 
-def model_macro(model: str, task: str, signature: Signature) -> str | None:
-    """The typed macro named after the model, or None when its name is reserved.
+def model_macro(spec: FunctionSpec) -> str:
+    """The typed macro named after the model (sqlml/sql/spec.py decides which models have one).
 
     Tabular models get `ml.<model>(col1, col2, ...)` and, with two or more inputs, a struct form
     `ml.<model>(row)` that picks the input fields out of any row (extra fields are ignored).
     Forecast models get a table macro `ml.<model>(series := NULL, horizon := 48, quantiles := [...])`.
     """
-    if model in RESERVED:
-        return None
-    if task == "forecast":
+    model = spec.model
+    if spec.is_table:
         quantiles = "[" + ", ".join(quote_literal(q) for q in DEFAULT_QUANTILES) + "]"
         return (
             f"CREATE OR REPLACE MACRO {qualified(model)}(series := NULL, horizon := {DEFAULT_HORIZON}, "
             f"quantiles := {quantiles}) AS TABLE "
             f"SELECT unnest({FORECAST_UDF}({quote_literal(model)}, series, horizon, quantiles), recursive := true)"
         )
-    inputs = signature.inputs
+    inputs = spec.inputs
     udf = predict_udf_name(model)
     params = ", ".join(quote_ident(c.name) for c in inputs)
     by_column = ", ".join(checked_argument(quote_ident(c.name), c, model) for c in inputs)
@@ -86,12 +82,12 @@ def model_macro(model: str, task: str, signature: Signature) -> str | None:
     return f"CREATE OR REPLACE MACRO {qualified(model)}" + ", ".join(overloads)
 
 
-def checked_argument(expression: str, column: Column, model: str) -> str:
+def checked_argument(expression: str, column: SpecColumn, model: str) -> str:
     """`expression` cast to the column's type, or a named error when its type does not fit.
 
     `typeof()` is folded at bind time, so for a fitting type the CASE disappears from the plan.
     """
-    target = sql_type(column.type)
+    target = column.duckdb_type
     kind = f"typeof({expression})"
     accepted = ", ".join(quote_literal(t) for t in ACCEPTED[column.type])
     condition = f"{kind} IN ({accepted})"

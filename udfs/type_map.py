@@ -1,4 +1,4 @@
-"""How signature column types map onto DuckDB: SQL type names, accepted argument types, Arrow types.
+"""How signature column types map onto DuckDB: accepted argument types, and the SQL of a result.
 
 The typed per-model macros check each argument's DuckDB type at bind time (`typeof()` folds to a
 constant, so the check costs nothing per row) and cast it to the signature type; the lists here
@@ -9,15 +9,7 @@ from __future__ import annotations
 
 from duckdb.sqltypes import DuckDBPyType
 
-from sqlml.bridge.manifest import Column, ColumnType, Signature
-
-SQL_TYPES: dict[str, str] = {
-    "text": "VARCHAR",
-    "double": "DOUBLE",
-    "bigint": "BIGINT",
-    "boolean": "BOOLEAN",
-    "timestamp": "TIMESTAMP",
-}
+from sqlml.sql.spec import FunctionSpec, SpecColumn
 
 _INTEGERS = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT")
 _NULL = '"NULL"'  # what typeof(NULL) returns
@@ -41,24 +33,16 @@ ACCEPTED: dict[str, tuple[str, ...]] = {
 }
 
 
-def sql_type(column_type: ColumnType) -> str:
-    return SQL_TYPES[column_type]
+def duckdb_type(column: SpecColumn) -> DuckDBPyType:
+    return DuckDBPyType(column.duckdb_type)
 
 
-def duckdb_type(column_type: ColumnType) -> DuckDBPyType:
-    return DuckDBPyType(SQL_TYPES[column_type])
-
-
-def output_sql_type(signature: Signature) -> str:
-    """DOUBLE (or the one output's type) for one output, else a STRUCT of all outputs."""
-    outputs = signature.outputs
-    if len(outputs) == 1:
-        return sql_type(outputs[0].type)
-    return struct_sql_type(outputs)
-
-
-def struct_sql_type(columns: list[Column]) -> str:
-    return "STRUCT(" + ", ".join(f"{quote_ident(c.name)} {sql_type(c.type)}" for c in columns) + ")"
+def result_sql_type(spec: FunctionSpec) -> str:
+    """The one output's type, else a STRUCT of all outputs."""
+    single = spec.single_output
+    if single is not None:
+        return single.duckdb_type
+    return "STRUCT(" + ", ".join(f"{quote_ident(c.name)} {c.duckdb_type}" for c in spec.outputs) + ")"
 
 
 def quote_ident(name: str) -> str:

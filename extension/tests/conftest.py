@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,17 +12,14 @@ import pytest
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 
+from built_helper import built_helper  # noqa: E402
 from plpy_fakes import FakePlpy  # noqa: E402
 from stub_bridge import StubBehaviour, stub_bridge  # noqa: E402
 
 
 def _load_helper() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("sqlml_pg", HERE.parent / "sqlml_pg.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["sqlml_pg"] = module
-    spec.loader.exec_module(module)
-    return module
+    """The helper exactly as the extension ships it: built from its modules, run as one file."""
+    return built_helper("sqlml_pg")
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Unit tests of extension/sqlml_pg.py against a stub bridge and a fake plpy (no PostgreSQL)."""
+"""Unit tests of the built PL/Python helper (extension/build_helper.py): a stub bridge, a fake plpy."""
 
 from __future__ import annotations
 
@@ -7,19 +7,17 @@ import json
 import socket
 import sys
 import time
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+from build_helper import build
 from plpy_fakes import FakePlpy, PlpyError
 from stub_bridge import StubBehaviour, stub_bridge
 
-HELPER_PATH = Path(__file__).parent.parent / "sqlml_pg.py"
-
 
 def test_helper_imports_only_the_standard_library() -> None:
-    tree = ast.parse(HELPER_PATH.read_text())
+    tree = ast.parse(build())
     imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
                 for alias in node.names}  # fmt: skip
     imported |= {node.module.split(".")[0] for node in ast.walk(tree)

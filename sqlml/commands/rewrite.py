@@ -28,8 +28,8 @@ def rewrite_command(
     token: str | None = typer.Option(None, help="bearer token for --bridge", envvar="SQLML_TOKEN"),
 ) -> None:
     """Read SQL on stdin; print it with per-row ml.* calls batched (unchanged, with the reason, if unsafe)."""
-    from sqlml.udfs.rewrite import DIALECTS, rewrite
-    from sqlml.udfs.rewrite_catalog import Catalog
+    from sqlml.sql.catalog import Catalog
+    from sqlml.sql.rewrite import DIALECTS, rewrite
 
     if dialect not in DIALECTS:
         raise typer.BadParameter(f"expected one of {', '.join(DIALECTS)}", param_hint="--dialect")

@@ -62,7 +62,7 @@ def default_rewrite_command() -> str:
     """The project's own `sqlml sql rewrite`, when the rewriter has landed (else the hook is a no-op)."""
     sqlml_bin = Path(sys.executable).with_name("sqlml")
     try:
-        importlib.import_module("sqlml.udfs.rewrite")
+        importlib.import_module("sqlml.sql.rewrite")
     except ImportError:
         return ""
     return f"{sqlml_bin} sql rewrite --dialect postgres" if sqlml_bin.exists() else ""

@@ -12,8 +12,8 @@ import psycopg
 import pytest
 import sqlglot
 
-from sqlml.udfs.rewrite import rewrite
-from sqlml.udfs.rewrite_catalog import Catalog
+from sqlml.sql.catalog import Catalog
+from sqlml.sql.rewrite import rewrite
 from tests.rewrite.golden_cases import load_cases, normalize
 
 DEMO_TABLES = (__import__("pathlib").Path(__file__).parents[1] / "rewrite" / "demo_tables.sql").read_text()

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from sqlml.udfs.rewrite_catalog import PREDICT, SENTIMENT, Catalog, ModelFunction, SqlColumn
+from sqlml.sql.catalog import PREDICT, SENTIMENT, Catalog, ModelFunction, SqlColumn
 
 HERE = Path(__file__).parent
 ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import sqlglot
 
-from sqlml.udfs.rewrite import rewrite
+from sqlml.sql.rewrite import rewrite
 from tests.rewrite.conftest import demo_catalog
 
 GOLDEN = Path(__file__).parent / "golden"

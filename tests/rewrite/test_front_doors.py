@@ -1,4 +1,4 @@
-"""The rewriter's front doors: the `sqlml sql rewrite` CLI, `sqlml.udfs.connection.connect`, and
+"""The rewriter's front doors: the `sqlml sql rewrite` CLI, `sqlml.sql.postgres_connection.connect`, and
 the catalog read from PostgreSQL's catalog."""
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-import sqlml.udfs.rewrite as rewrite_module
-import sqlml.udfs.rewrite_catalog as catalog_module
+import sqlml.sql.catalog as catalog_module
+import sqlml.sql.rewrite as rewrite_module
 from sqlml.cli import app
-from sqlml.udfs.connection import connect
-from sqlml.udfs.rewrite import rewrite
-from sqlml.udfs.rewrite_catalog import SENTIMENT, Catalog, typed_function_from_model
+from sqlml.sql.catalog import SENTIMENT, Catalog, typed_function_from_model
+from sqlml.sql.postgres_connection import connect
+from sqlml.sql.rewrite import rewrite
 from tests.rewrite.conftest import CHURN, LEAD_SCORE
 
 

@@ -9,8 +9,8 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from sqlml.udfs.rewrite import rewrite
-from sqlml.udfs.rewrite_catalog import Catalog
+from sqlml.sql.catalog import Catalog
+from sqlml.sql.rewrite import rewrite
 from tests.rewrite.golden_cases import GoldenCase, load_cases
 
 CASES = load_cases()

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sqlml.udfs.rewrite import rewrite
-from sqlml.udfs.rewrite_catalog import Catalog
+from sqlml.sql.catalog import Catalog
+from sqlml.sql.rewrite import rewrite
 from tests.rewrite.conftest import demo_catalog
 from tests.rewrite.test_golden import assert_same_result
 

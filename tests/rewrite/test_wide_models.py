@@ -6,8 +6,8 @@ from __future__ import annotations
 import sqlglot
 from sqlglot import exp
 
-from sqlml.udfs.rewrite import rewrite
-from sqlml.udfs.rewrite_catalog import Catalog, ModelFunction, SqlColumn
+from sqlml.sql.catalog import Catalog, ModelFunction, SqlColumn
+from sqlml.sql.rewrite import rewrite
 
 WIDE = ModelFunction(
     name="wide_score",

@@ -1,31 +1,23 @@
-"""Drift tests: the PostgreSQL helper (standard library only, embedded in the extension) keeps
-copies of rules that live once in the Python package. Each copy must say what the original says,
-so a change on one side alone fails here."""
+"""Drift tests: the PostgreSQL helper (standard library only, embedded in the extension) is built
+from the rules that live once in the Python package (sqlml/naming.py, sqlml/sql/), and keeps a copy
+of one thing it cannot import: the bridge's token derivation. These tests load the helper as the
+extension ships it and fail when it and the package disagree, or when a table the package derives
+(bridge error codes, their SQLSTATEs, the docs' table) misses an entry."""
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
 from sqlml import naming
 from sqlml.bridge import auth
 
+sys.path.insert(0, str(Path(__file__).parents[2] / "extension" / "tests"))
+from built_helper import built_helper
 
-def _helper_module() -> ModuleType:
-    """extension/sqlml_pg.py as a module of its own, as PostgreSQL's PL/Python loads it."""
-    spec = importlib.util.spec_from_file_location("sqlml_pg_copy", Path(__file__).parents[2] / "extension/sqlml_pg.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-helper = _helper_module()
+helper = built_helper("sqlml_pg_copy")
 
 NAMES = ["a", "lead_score", "a" * 63, "a" * 64, "x\n", "staging\n", "A", "1a", "_a", "a-b", "a b", "é", "a\x00",
          "lead_score:3", "lead_score:staging", "lead_score:latest", "lead_score:3\n", "lead_score:", ":3",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -134,7 +135,14 @@ def test_superset_is_healthy_only_once_provisioned() -> None:
 
 def test_postgres_image_installs_the_extension_and_creates_the_database() -> None:
     dockerfile = (REPO / "docker" / "postgres.Dockerfile").read_text()
-    assert "postgresql-plpython3-15" in dockerfile and "make -C /usr/src/sqlml-extension install" in dockerfile
+    assert "postgresql-plpython3-15" in dockerfile and "make -C /usr/src/sqlml/extension install" in dockerfile
+    # The helper's build reads every module it concatenates: the image must hold each of them.
+    sys.path.insert(0, str(REPO / "extension"))
+    from build_helper import MODULES
+
+    copied = re.findall(r"^COPY (\S+)/ /usr/src/sqlml/\1/$", dockerfile, re.M)
+    assert {m.split("/")[0] for m in MODULES} <= set(copied), copied
+    assert "python3" in dockerfile
     init = (REPO / "docker" / "postgres-init.sql").read_text()
     assert "CREATE EXTENSION sqlml;" in init and "sqlml.bridge_url = 'http://bridge:8765'" in init
     assert "CASCADE" not in init

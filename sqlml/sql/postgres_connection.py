@@ -14,8 +14,8 @@ from typing import Any
 
 import psycopg
 
-from sqlml.udfs.rewrite import rewrite
-from sqlml.udfs.rewrite_catalog import Catalog
+from sqlml.sql.catalog import Catalog
+from sqlml.sql.rewrite import rewrite
 
 log = logging.getLogger("sqlml.rewrite")
 

@@ -1,11 +1,11 @@
 """Which `ml.*` functions the batching rewriter may replace, and with which batch function.
 
-The rewriter (`sqlml.udfs.rewrite`) only needs a small description of each per-row model
+The rewriter (`sqlml.sql.rewrite`) only needs a small description of each per-row model
 function: its name in schema `ml`, its arguments (name and SQL type, in order), its outputs and
 the batch function that scores many rows at once. A `Catalog` holds those descriptions; it is
 built by hand in tests, from the bridge's `GET /v1/models` entries, or read from PostgreSQL's
-catalog (`pg_proc`) on a database with the sqlml extension. Imports stay stdlib-only so the
-rewriter can run inside Superset's own virtual environment.
+catalog (`pg_proc`) on a database with the sqlml extension. The typed functions follow the one
+function spec (sqlml/sql/spec.py) that ml.sync() renders too.
 """
 
 from __future__ import annotations
@@ -15,22 +15,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from sqlml.sql.reserved import BUILTIN_MODEL_FUNCTIONS
+from sqlml.sql.spec import spec_from_entry
+
 # How a per-row function is batched:
 #   sentiment: ml.sentiment(text) -> ml.sentiment_batch(text[]) (ord, label, confidence)
 #   predict:   ml.predict('model', features jsonb) -> ml.predict_batch('model', jsonb[]) (ord, result)
 #   typed:     ml.<model>(a, b, ...) -> ml.predict_batch('<model>', jsonb_build_object('a', a, ...)[])
 BatchKind = Literal["sentiment", "predict", "typed"]
-
-# The SQL types ml.sync() gives typed functions (extension/sqlml_pg.py SQL_TYPES), keyed by the
-# bridge's signature type names.
-SIGNATURE_SQL_TYPES = {
-    "text": "text",
-    "double": "double precision",
-    "bigint": "bigint",
-    "boolean": "boolean",
-    "timestamp": "timestamp without time zone",
-}
-RESERVED_FUNCTIONS = frozenset({"sentiment", "predict", "predict_batch", "sentiment_batch", "forecast", "explain"})
 
 
 @dataclass(frozen=True)
@@ -123,21 +115,16 @@ class Catalog:
 
 def typed_function_from_model(entry: Mapping[str, Any]) -> ModelFunction | None:
     """The typed function `ml.sync()` creates for one `/v1/models` entry, or None (as ml.sync skips it)."""
-    name = entry.get("name")
-    signature = entry.get("signature") or {}
-    inputs, outputs = signature.get("inputs") or [], signature.get("outputs") or []
-    if not isinstance(name, str) or name in RESERVED_FUNCTIONS or entry.get("task") == "forecast":
-        return None
-    columns = [(c.get("name"), c.get("type")) for c in [*inputs, *outputs]]
-    if not inputs or not outputs or any(not isinstance(n, str) or t not in SIGNATURE_SQL_TYPES for n, t in columns):
+    spec = spec_from_entry(entry)
+    if spec is None or spec.is_table or spec.model in BUILTIN_MODEL_FUNCTIONS:
         return None
     return ModelFunction(
-        name=name,
+        name=spec.model,
         kind="typed",
-        inputs=tuple(SqlColumn(c["name"], SIGNATURE_SQL_TYPES[c["type"]]) for c in inputs),
-        outputs=tuple(SqlColumn(c["name"], SIGNATURE_SQL_TYPES[c["type"]]) for c in outputs),
-        result_type=f"ml.{name}_result" if len(outputs) > 1 else None,
-        model=name,
+        inputs=tuple(SqlColumn(c.name, c.postgres_type) for c in spec.inputs),
+        outputs=tuple(SqlColumn(c.name, c.postgres_type) for c in spec.outputs),
+        result_type=f"ml.{spec.model}_result" if spec.single_output is None else None,
+        model=spec.model,
     )
 
 

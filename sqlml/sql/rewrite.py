@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 import sqlglot
 from sqlglot import exp
 
-from sqlml.udfs.rewrite_catalog import Catalog, ModelFunction
+from sqlml.sql.catalog import Catalog, ModelFunction
 
 log = logging.getLogger("sqlml.rewrite")
 

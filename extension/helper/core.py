@@ -30,46 +30,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-# Bridge error codes (sqlml.errors) -> SQLSTATE. Local failures use the pseudo-codes at the end.
-SQLSTATES: dict[str, str] = {
-    "bad_request": "22023",  # invalid_parameter_value
-    "invalid_name": "42602",  # invalid_name
-    "invalid_input": "22023",  # invalid_parameter_value
-    "unauthorized": "28000",  # invalid_authorization_specification
-    "forbidden": "42501",  # insufficient_privilege
-    "not_found": "42704",  # undefined_object
-    "model_not_found": "42704",
-    "version_not_found": "42704",
-    "conflict": "55000",  # object_not_in_prerequisite_state
-    "payload_too_large": "54000",  # program_limit_exceeded
-    "method_not_allowed": "0A000",
-    "unsupported_media_type": "0A000",
-    "not_supported": "0A000",  # feature_not_supported
-    "model_load_failed": "58000",  # system_error
-    "store_corrupt": "XX001",  # data_corrupted
-    "store_unwritable": "58030",  # io_error
-    "unavailable": "08006",  # connection_failure
-    "timeout": "57014",  # query_canceled, what statement_timeout raises too
-    "training_failed": "38000",  # external_routine_exception
-    "internal_error": "XX000",
-    # raised on this side of the wire
-    "bridge_unreachable": "08001",  # sqlclient_unable_to_establish_sqlconnection
-    "bad_response": "08P01",  # protocol_violation
-    "invalid_setting": "22023",
-    "invalid_query": "42601",  # syntax_error
-}
+from sqlml.naming import MODEL_REF, NAME, RESERVED_ALIASES
+from sqlml.sql.reserved import BUILTIN_MODEL_FUNCTIONS, RESERVED_FUNCTIONS
+from sqlml.sql.spec import FunctionSpec, spec_from_entry
+from sqlml.sql.sqlstates import SQLSTATES
 
 # Codes that a single bad row can cause: in on_error = 'null' mode a rejected batch is split to
 # find the rows responsible. Other failures (bridge down, timeout) affect every row alike.
 ROW_LEVEL_CODES = frozenset({"invalid_input", "bad_request"})
 
-# Copies of sqlml/naming.py's rules (this module may import only the standard library); a drift test
-# (tests/security/test_name_rules.py) compares them with the originals.
-NAME_RULE = r"[a-z][a-z0-9_]{0,62}"
-NAME = re.compile(NAME_RULE + r"\Z")
-MODEL_REF = re.compile(NAME_RULE + r"(?::(?:[0-9]{1,9}|" + NAME_RULE + r"))?\Z")
-RESERVED_ALIASES = frozenset({"latest"})
-IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}\Z")
 DEFAULT_BRIDGE_URL = "http://127.0.0.1:8765"
 STATUS_CODES = {
     400: "bad_request",
@@ -90,38 +59,6 @@ MAX_BATCH_SIZE = 100_000
 TOKEN_CACHE_SECONDS = 5.0
 INTERRUPT_CHECK_SECONDS = 0.25
 MAX_WARNINGS_PER_CALL = 5
-
-# Names the extension itself defines in schema ml: ml.sync() never generates a function over them.
-RESERVED_FUNCTIONS = frozenset(
-    {
-        "sentiment",
-        "sentiment_batch",
-        "train",
-        "job",
-        "_submit_job",
-        "predict",
-        "predict_batch",
-        "predict_query",
-        "explain",
-        "forecast",
-        "models",
-        "sync",
-        "deploy",
-        "rollback",
-        "set_token",
-        "health",
-        "grant",
-        "revoke",
-    }
-)
-
-SQL_TYPES = {
-    "text": "text",
-    "double": "double precision",
-    "bigint": "bigint",
-    "boolean": "boolean",
-    "timestamp": "timestamp without time zone",
-}
 
 
 class BridgeError(Exception):
@@ -1626,40 +1563,37 @@ def _quote_literal(text: str) -> str:
 
 
 def function_ddl(quote_ident: Any, quote_literal: Any, entry: dict[str, Any]) -> GeneratedFunction | None:
-    """The typed function `ml.<model>(<inputs>)` of a /v1/models entry, or None when the model cannot
-    have one (forecast models, reserved names, unsupported types, an entry the bridge could not read)."""
-    name = entry.get("name")
-    signature = entry.get("signature") or {}
-    inputs, outputs = signature.get("inputs") or [], signature.get("outputs") or []
-    if not isinstance(name, str) or not IDENTIFIER.match(name) or name in RESERVED_FUNCTIONS:
+    """The typed function `ml.<model>(<inputs>)` of a /v1/models entry, or None when the model has
+    none (see sqlml/sql/spec.py; forecast models are served by ml.forecast())."""
+    spec = spec_from_entry(entry)
+    if spec is None or spec.is_table or spec.model in BUILTIN_MODEL_FUNCTIONS:
         return None
-    if entry.get("error") or entry.get("task") == "forecast" or not inputs or not outputs:
-        return None
-    columns = [(c.get("name"), c.get("type")) for c in inputs + outputs]
-    if any(not isinstance(n, str) or not IDENTIFIER.match(n) or t not in SQL_TYPES for n, t in columns):
-        return None
-    arguments = ", ".join(f"{quote_ident(c['name'])} {SQL_TYPES[c['type']]}" for c in inputs)
-    identity = ", ".join(SQL_TYPES[c["type"]] for c in inputs)
-    returns = SQL_TYPES[outputs[0]["type"]] if len(outputs) == 1 else None
-    fields = None if returns else ", ".join(f"{quote_ident(c['name'])} {SQL_TYPES[c['type']]}" for c in outputs)
-    output_names = [c["name"] for c in outputs]
-    description = str(entry.get("description") or "").strip()
+    return generated_function(quote_ident, spec)
+
+
+def generated_function(quote_ident: Any, spec: FunctionSpec) -> GeneratedFunction:
+    arguments = ", ".join(f"{quote_ident(c.name)} {c.postgres_type}" for c in spec.inputs)
+    identity = ", ".join(c.postgres_type for c in spec.inputs)
+    single = spec.single_output
+    returns = single.postgres_type if single is not None else None
+    fields = None if single else ", ".join(f"{quote_ident(c.name)} {c.postgres_type}" for c in spec.outputs)
     comment = (
-        f"Score one row with model {name} (version {entry.get('version')}; generated by ml.sync()). "
-        f"Returns {', '.join(output_names)}. NULL in any input gives NULL." + (f" {description}" if description else "")
+        f"Score one row with model {spec.model} (version {spec.version}; generated by ml.sync()). "
+        f"Returns {', '.join(spec.output_names)}. NULL in any input gives NULL."
+        + (f" {spec.description}" if spec.description else "")
     )
     fingerprint = hashlib.sha256(f"{arguments}|{returns}|{fields}".encode()).hexdigest()[:12]
     return GeneratedFunction(
-        name,
+        spec.model,
         arguments,
         identity,
         returns,
         fields,
         fingerprint,
-        [c["name"] for c in inputs],
-        output_names,
+        spec.input_names,
+        spec.output_names,
         comment,
-        [SQL_TYPES[c["type"]] for c in inputs],
+        [c.postgres_type for c in spec.inputs],
     )
 
 
@@ -1680,7 +1614,7 @@ def sync(plpy: Any, only: str | None = None) -> Iterator[tuple[str, str, str]]:
             previous.pop(model)  # unreadable in the store now: keep what works, say why
             plpy.warning(f"sqlml: model {model!r} is unreadable in the store; its typed function is kept")
             yield model, f"ml.{model}({previous_identity(plpy, model)})", "kept (model unreadable)"
-        elif model in RESERVED_FUNCTIONS or entry.get("task") == "forecast":
+        elif model in RESERVED_FUNCTIONS or model in BUILTIN_MODEL_FUNCTIONS or entry.get("task") == "forecast":
             continue  # served by the built-in functions (ml.sentiment, ml.forecast)
         else:
             plpy.notice(f"sqlml: no typed function for model {model!r} (unsupported signature)")
