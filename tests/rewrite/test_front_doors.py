@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+import sqlml
 import sqlml.sql.catalog as catalog_module
 import sqlml.sql.rewrite as rewrite_module
 from sqlml.cli import app
@@ -85,8 +86,9 @@ def test_catalog_from_connection_reads_pg_proc(standin: Any) -> None:
 
 
 @pytest.mark.postgres
-def test_connect_rewrites_transparently(standin_dsn: str) -> None:
-    with connect(standin_dsn, autocommit=True) as connection:
+@pytest.mark.parametrize("front_door", [connect, sqlml.connect], ids=["postgres_connection.connect", "sqlml.connect"])
+def test_connect_rewrites_transparently(standin_dsn: str, front_door: Any) -> None:
+    with front_door(standin_dsn, autocommit=True) as connection:
         before = connection.execute("SELECT last_value FROM ml.per_row_calls").fetchone()
         cursor = connection.execute(
             "SELECT review_id, (ml.sentiment(body)).label FROM reviews WHERE product = %(p)s ORDER BY review_id",
