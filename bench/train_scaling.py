@@ -33,7 +33,8 @@ def main() -> None:
 
     from sqlml.bridge.jobs import ray_backend
     from sqlml.bridge.jobs.spec import Resources
-    from sqlml.bridge.jobs.tabular import booster_params
+    from sqlml.bridge.tabular_features import numeric_plan
+    from sqlml.bridge.training.tabular import booster_params
     from sqlml.data.leads import TARGET_COLUMN, lead_features, load_leads
 
     frame = load_leads()
@@ -41,7 +42,9 @@ def main() -> None:
     x = frame[features].to_numpy(dtype=np.float32)
     y = frame[TARGET_COLUMN].to_numpy(dtype=np.float32)
     x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.2, stratify=y, random_state=7)
-    params, rounds = booster_params({"n_estimators": args.rounds})
+    plan = numeric_plan(features, ["bigint"] * len(features))
+    params, rounds = booster_params({"n_estimators": args.rounds}, plan)
+    params["nthread"] = 1
     print(f"Caravan: {len(y_train)} train rows x {len(features)} features, {rounds} rounds, {os.cpu_count()} CPUs")
 
     def timed(fit: object) -> tuple[float, float]:
@@ -66,7 +69,7 @@ def main() -> None:
             resources = Resources(workers=workers, cpus_per_worker=1)
             seconds, auc = timed(
                 lambda r=resources: ray_backend.fit_xgboost(
-                    f"bench{r.workers}", x_train, y_train, features, params, rounds, r
+                    f"bench{r.workers}", x_train, y_train, plan, params, rounds, r
                 )
             )
             results[workers] = seconds

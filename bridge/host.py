@@ -52,6 +52,7 @@ class HostEvents:
     def unloaded(self, name: str, version: int, seconds: float) -> None: ...
     def model_process_crashed(self, name: str, version: int, how: str) -> None: ...
     def store_corrupt(self, name: str, file: str) -> None: ...
+    def counted(self, name: str, key: str, count: int) -> None: ...
 
 
 @dataclass
@@ -282,17 +283,19 @@ class ModelHost:
     def predict_valid(self, model: LoadedModel, inputs: pa.Table) -> pa.Table:
         """`predict` on a resolved model and inputs `validate` returned."""
         schema = output_schema(model.manifest)
-        kept, keep = _without_null_rows(inputs)
+        kept, keep = _without_null_rows(inputs, model.manifest)
         if kept.num_rows == 0:
             return pa.Table.from_arrays([pa.nulls(len(keep), f.type) for f in schema], schema=schema)
         outputs = self._run(model, "predict", model.runtime.predict, kept)
+        for key, count in model.runtime.drain_counts().items():
+            self.events.counted(model.manifest.name, key, count)
         return scatter(outputs.select(schema.names).cast(schema), keep, schema)
 
     def explain(self, ref: ModelRef | str, batch: pa.Table, top_k: int = 5) -> pa.Table:
         return self.explain_loaded(self.get(ref), batch, top_k)
 
     def explain_loaded(self, model: LoadedModel, batch: pa.Table, top_k: int = 5) -> pa.Table:
-        kept, keep = _without_null_rows(self.validate(model, batch))
+        kept, keep = _without_null_rows(self.validate(model, batch), model.manifest)
         outputs = self._run(model, "explain", model.runtime.explain, kept, top_k)
         return scatter(outputs, keep, outputs.schema)
 
@@ -398,10 +401,11 @@ class Preload:
             self._failed[ref] = message
 
 
-def _without_null_rows(inputs: pa.Table) -> tuple[pa.Table, pa.Array]:
-    """Validated inputs without rows holding a NULL input, and the mask of kept rows (to put NULL
-    outputs back in place). No copy when every row is kept."""
-    keep = pc.invert(null_rows(inputs))
+def _without_null_rows(inputs: pa.Table, manifest: Manifest) -> tuple[pa.Table, pa.Array]:
+    """Validated inputs without rows holding a NULL in an input that is not `nullable`, and the
+    mask of kept rows (to put NULL outputs back in place). No copy when every row is kept."""
+    strict = [c.name for c in manifest.signature.inputs if not c.nullable]
+    keep = pc.invert(null_rows(inputs, strict))
     return (inputs if pc.all(keep).as_py() else inputs.filter(keep)), keep
 
 

@@ -47,6 +47,9 @@ class Column(BaseModel):
     name: str
     type: ColumnType
     description: str = ""
+    # An input the model takes as a missing value when it is NULL (a tabular model's features).
+    # By default NULL in any input gives NULL outputs without calling the model (as SQL's STRICT).
+    nullable: bool = False
 
 
 class Signature(BaseModel):

@@ -101,6 +101,12 @@ class BridgeMetrics(HostEvents):
             registry=r,
         )
         self.errors = Counter("sqlml_errors", "Failed requests by error code", ["code"], registry=r)
+        self.unseen_categories = Counter(
+            "sqlml_unseen_categories",
+            "Category values a tabular model never saw at training, scored as missing",
+            ["model", "feature"],
+            registry=r,
+        )
 
     def watch_host(
         self, loaded_count: Callable[[], float], loaded_bytes: Callable[[], float], budget: int | None
@@ -138,6 +144,11 @@ class BridgeMetrics(HostEvents):
 
     def store_corrupt(self, name: str, file: str) -> None:
         self.store_corrupt_entries.labels(name).inc()
+
+    def counted(self, name: str, key: str, count: int) -> None:
+        kind, _, feature = key.partition(":")
+        if kind == "unseen_category":
+            self._labelled(self.unseen_categories, name, feature).inc(count)
 
     # -- requests --------------------------------------------------------------------------
 

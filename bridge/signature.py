@@ -232,12 +232,14 @@ def _expected_hint(expected: list[str]) -> str:
     return f"expected columns: {shown}" + (f" … ({len(expected)} in all)" if len(expected) > 12 else "")
 
 
-def null_rows(batch: pa.Table) -> pa.Array:
-    """A boolean mask of rows with any NULL input (NULL in, NULL out)."""
-    if not any(column.null_count for column in batch.columns):  # O(1) a column: the common case
+def null_rows(batch: pa.Table, names: list[str] | None = None) -> pa.Array:
+    """A boolean mask of rows with a NULL in any of the columns `names` (default: all; NULL in,
+    NULL out)."""
+    columns = batch.columns if names is None else [batch.column(n) for n in names]
+    if not any(column.null_count for column in columns):  # O(1) a column: the common case
         return pa.nulls(batch.num_rows, pa.bool_()).fill_null(False)
     mask = pa.array([False] * batch.num_rows, pa.bool_())
-    for column in batch.columns:
+    for column in columns:
         mask = pc.or_(mask, pc.is_null(column))
     return mask
 

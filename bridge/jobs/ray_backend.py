@@ -27,6 +27,7 @@ import numpy as np
 
 from sqlml import config
 from sqlml.bridge.jobs.spec import Resources
+from sqlml.bridge.tabular_features import FeaturePlan
 from sqlml.errors import BadRequest, TrainingError
 
 
@@ -93,7 +94,7 @@ def run_config(job_id: str) -> Any:
     return RunConfig(name=f"sqlml-{job_id}", storage_path=storage_path())
 
 
-# -- lead scoring ------------------------------------------------------------------------------
+# -- tabular (XGBoost) ------------------------------------------------------------------------------
 
 
 def _xgboost_loop(config: dict[str, Any]) -> None:
@@ -105,7 +106,13 @@ def _xgboost_loop(config: dict[str, Any]) -> None:
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     x_train, y_train = ray.get(config["data"])
-    dtrain = xgb.DMatrix(x_train[rank::world], label=y_train[rank::world], feature_names=config["features"])
+    dtrain = xgb.DMatrix(
+        x_train[rank::world],
+        label=y_train[rank::world],
+        feature_names=config["features"],
+        feature_types=config["feature_types"],
+        enable_categorical=config["categorical"],
+    )
     booster = xgb.train(config["params"], dtrain, num_boost_round=config["rounds"])
     with tempfile.TemporaryDirectory() as folder:
         checkpoint = None
@@ -119,7 +126,7 @@ def fit_xgboost(
     job_id: str,
     x_train: np.ndarray,
     y_train: np.ndarray,
-    features: list[str],
+    plan: FeaturePlan,
     params: dict[str, Any],
     rounds: int,
     resources: Resources,
@@ -133,7 +140,9 @@ def fit_xgboost(
         _xgboost_loop,
         train_loop_config={
             "data": ray.put((x_train, y_train)),
-            "features": features,
+            "features": plan.matrix_names,
+            "feature_types": plan.matrix_types,
+            "categorical": plan.has_categories,
             "params": params,
             "rounds": rounds,
         },

@@ -75,7 +75,8 @@ def source_rules(store: JobStore, train_roots: Sequence[str], max_upload_bytes: 
 
 def validate(spec: JobSpec, rules: SourceRules) -> dict[str, str]:
     """Check the spec against the machine and the data source; returns the query's column types."""
-    from sqlml.bridge.jobs import tabular  # imports the trainers' libraries, which serving need not
+    from sqlml.bridge.jobs.spec import TABULAR_TASKS
+    from sqlml.bridge.training import tabular  # imports the trainers' libraries, which serving need not
 
     check_gpus(spec)
     types = sources.probe(spec.source, rules)
@@ -92,8 +93,8 @@ def validate(spec: JobSpec, rules: SourceRules) -> dict[str, str]:
     if not features:
         raise BadRequest("the training query has no feature columns besides the target")
     arrow_types = {name: _arrow_type(text) for name, text in types.items()}
-    if spec.task == "lead_scoring":
-        tabular.check_columns(arrow_types, spec.target, features)
+    if spec.task in TABULAR_TASKS:
+        tabular.check_columns(arrow_types, spec.target, features, tabular.tabular_task(spec.task), spec.params)
     elif spec.task == "sentiment" and (len(features) != 1 or not pa.types.is_string(arrow_types[features[0]])):
         raise BadRequest(
             "sentiment training needs exactly one text column besides the target",
@@ -111,7 +112,12 @@ def _arrow_type(text: str) -> pa.DataType:
     try:
         return pa.type_for_alias(text)
     except ValueError:
-        return pa.string() if "string" in text else pa.float64() if "decimal" in text else pa.null()
+        pass
+    for prefix, kind in (("timestamp", pa.timestamp("us")), ("date", pa.date32()), ("decimal", pa.float64()),
+                         ("dictionary", pa.string())):  # fmt: skip
+        if text.startswith(prefix):
+            return kind
+    return pa.string() if "string" in text else pa.null()
 
 
 # -- running, inside the worker process ------------------------------------------------------

@@ -15,22 +15,23 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from sqlml.bridge.manifest import check_alias, check_name
 from sqlml.errors import BadRequest
 
-TASKS = ("sentiment", "lead_scoring", "forecast")
-# The manifest task names accepted as synonyms, so a spec can say what the registry will record.
-TASK_ALIASES = {"classification": "lead_scoring", "lead_score": "lead_scoring", "leads": "lead_scoring"}
+TASKS = ("sentiment", "classification", "regression", "forecast")
+# Synonyms: lead scoring is binary classification under the name the demo uses.
+TASK_ALIASES = {"lead_scoring": "classification", "lead_score": "classification", "leads": "classification"}
+TABULAR_TASKS = frozenset({"classification", "regression"})
 
 # The metric `if_better` compares when the spec names none, and whether higher is better.
-DEFAULT_METRIC = {"lead_scoring": "auc", "sentiment": "auc", "forecast": "pinball_loss"}
+DEFAULT_METRIC = {"classification": "auc", "regression": "rmse", "sentiment": "auc", "forecast": "pinball_loss"}
 LOWER_IS_BETTER = frozenset({"logloss", "pinball_loss", "mae", "rmse", "mse", "loss", "final_train_loss"})
 
 
 def canonical_task(task: str) -> str:
-    """`classification` -> `lead_scoring`; unknown tasks raise a BadRequest naming the known ones."""
+    """`lead_scoring` -> `classification`; unknown tasks raise a BadRequest naming the known ones."""
     name = TASK_ALIASES.get(str(task).strip().lower(), str(task).strip().lower())
     if name not in TASKS:
         raise BadRequest(
             f"unknown task {task!r}",
-            hint=f"known tasks: {', '.join(TASKS)} (classification is lead_scoring)",
+            hint=f"known tasks: {', '.join(TASKS)} (lead_scoring is classification)",
             detail={"task": task, "known": list(TASKS)},
         )
     return name

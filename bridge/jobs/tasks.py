@@ -17,7 +17,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sqlml.bridge.jobs import tabular
 from sqlml.bridge.jobs.spec import JobSpec
 from sqlml.bridge.manifest import Manifest
 from sqlml.errors import TrainingError
@@ -33,25 +32,24 @@ def feature_columns(spec: JobSpec, columns: list[str]) -> list[str]:
     return list(spec.features) if spec.features else [c for c in columns if c != spec.target]
 
 
-def train_lead_scoring(job_id: str, spec: JobSpec, table: pa.Table, folder: Path, progress: Progress) -> list[Trained]:
-    features = feature_columns(spec, table.column_names)
-    data = tabular.prepare(table, spec.target, features, spec.params)
-    progress(0.2, f"fitting {len(data.y_train)} rows x {len(features)} features on {spec.backend}")
+def train_tabular_job(job_id: str, spec: JobSpec, table: pa.Table, folder: Path, progress: Progress) -> list[Trained]:
+    """Classification or regression (sqlml.bridge.training.tabular), fit here or by Ray workers."""
+    from sqlml.bridge.training.tabular import tabular_task, train_tabular
+
+    fit = None
     if spec.backend == "ray":
         from sqlml.bridge.jobs import ray_backend
 
-        settings, rounds = tabular.booster_params(spec.params)
-        booster = ray_backend.fit_xgboost(
-            job_id, data.x_train, data.y_train, features, settings, rounds, spec.resources
-        )
-    else:
-        booster = tabular.fit_local(
-            data, spec.params, on_round=lambda done, total: progress(0.2 + 0.7 * done / total, f"round {done}/{total}")
-        )
-    progress(0.92, "measuring on the held-out rows")
-    metrics = tabular.evaluate(booster, data)
-    manifest = tabular.package(booster, data, folder, name=spec.model, target=spec.target, params=spec.params)
-    return [(manifest.model_copy(update={"metrics": {**metrics, "workers": float(spec.resources.workers)}}), folder)]
+        def fit(x: np.ndarray, y: np.ndarray, plan: Any, settings: dict[str, Any], rounds: int) -> Any:
+            settings = {**settings, "nthread": 1}  # one thread a worker: the workers are the parallelism
+            return ray_backend.fit_xgboost(job_id, x, y, plan, settings, rounds, spec.resources)
+
+    trained = train_tabular(
+        table, name=spec.model, target=spec.target, task=tabular_task(spec.task), folder=folder, features=spec.features,
+        params=spec.params, progress=progress, fit=fit,
+    )  # fmt: skip
+    metrics = {**trained.manifest.metrics, "workers": float(spec.resources.workers)}
+    return [(trained.manifest.model_copy(update={"metrics": metrics}), folder)]
 
 
 def train_sentiment(job_id: str, spec: JobSpec, table: pa.Table, folder: Path, progress: Progress) -> list[Trained]:
@@ -138,7 +136,8 @@ def train_forecast(job_id: str, spec: JobSpec, table: pa.Table, folder: Path, pr
 
 
 TRAINERS: dict[str, Trainer] = {
-    "lead_scoring": train_lead_scoring,
+    "classification": train_tabular_job,
+    "regression": train_tabular_job,
     "sentiment": train_sentiment,
     "forecast": train_forecast,
 }

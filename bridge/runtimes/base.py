@@ -2,8 +2,8 @@
 
 A runtime loads one model version from a local folder and predicts on whole Arrow batches whose
 columns already match the manifest's signature (validated and cast by `sqlml.bridge.signature`,
-rows with NULL inputs removed). Runtimes hold no batching, caching or metrics code: the model host
-wraps them with that.
+rows with NULL in an input that is not `nullable` removed). Runtimes hold no batching, caching or
+metrics code: the model host wraps them with that.
 """
 
 from __future__ import annotations
@@ -48,6 +48,11 @@ class Runtime(ABC):
     def forecast(self, series: list[str] | None, horizon: int, quantiles: list[str]) -> pa.Table:
         """Long-format forecast rows: series, ts, quantile, value."""
         raise NotSupported(f'model "{self.manifest.name}" ({self.name}) does not forecast')
+
+    def drain_counts(self) -> dict[str, int]:
+        """Events the runtime counted since the last call (e.g. `unseen_category:<feature>`); the
+        host reports them as metrics, so the runtime holds no metrics code."""
+        return {}
 
     def unload(self) -> None:
         """Drop references to the model so its memory can be reclaimed."""

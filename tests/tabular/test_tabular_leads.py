@@ -91,8 +91,10 @@ def test_explain_empty_and_all_null_batches(host: ModelHost, lead_frame: pd.Data
     empty = host.explain("lead_score", _batch(lead_frame, 0), top_k=2)
     assert empty.num_rows == 0 and empty.column_names == ["contributions", "bias", "margin"]
     nulls = pa.table({name: pa.nulls(2, pa.int64()) for name in LEAD_FEATURES})
-    explained = host.explain("lead_score", nulls, top_k=2)
-    assert explained.num_rows == 2 and explained.column("bias").null_count == 2
+    explained = host.explain("lead_score", nulls, top_k=2)  # every feature missing: still explained
+    assert explained.num_rows == 2 and explained.column("bias").null_count == 0
+    values = [c["value"] for row in explained.column("contributions").to_pylist() for c in row]
+    assert values and all(v is None for v in values)
 
 
 def test_explain_rejects_a_non_positive_top_k(host: ModelHost, lead_frame: pd.DataFrame) -> None:
@@ -100,13 +102,22 @@ def test_explain_rejects_a_non_positive_top_k(host: ModelHost, lead_frame: pd.Da
         host.explain("lead_score", _batch(lead_frame, 3), top_k=0)
 
 
-def test_null_in_null_out(host: ModelHost, lead_frame: pd.DataFrame) -> None:
+def test_a_null_feature_is_a_missing_value_and_still_scored(host: ModelHost, lead_frame: pd.DataFrame) -> None:
+    """XGBoost learned where missing values go: a lead with an unknown field gets a score, the
+    same one as with NaN in the raw booster, and the other rows are unchanged."""
+    import xgboost as xgb
+
     batch = _batch(lead_frame, 4)
     holes = batch.set_column(1, LEAD_FEATURES[1], pa.array([None, 1, 2, None], pa.int64()))
     out = host.predict("lead_score", holes).column("probability").to_pylist()
+    assert all(p is not None and 0.0 < p < 1.0 for p in out)
     full = host.predict("lead_score", holes.filter(pa.array([False, True, True, False])))
-    assert out[0] is None and out[3] is None
     assert out[1:3] == full.column("probability").to_pylist()
+    model = host.get("lead_score")
+    raw = np.asarray(holes.to_pandas(), dtype=np.float32)
+    booster = xgb.Booster()
+    booster.load_model(str(model.runtime.path / "model.json"))
+    assert out == pytest.approx(booster.inplace_predict(raw).tolist(), rel=1e-6)
 
 
 def test_wrong_type_names_the_column(host: ModelHost, lead_frame: pd.DataFrame) -> None:

@@ -120,10 +120,13 @@ def test_bad_specs_are_refused_before_any_work(
     assert registry.names() == []
 
 
-def test_text_features_are_refused_for_lead_scoring(manager: JobManager, duckdb_leads: Path) -> None:
+def test_a_text_feature_is_a_category(manager: JobManager, duckdb_leads: Path, registry: Registry) -> None:
     query = "SELECT income, 'x' || cars AS cars_text, purchased FROM leads"
-    with pytest.raises(BadRequest, match=r"numeric or boolean features; not: cars_text"):
-        manager.submit(lead_spec({"duckdb": str(duckdb_leads), "query": query}, features=None))
+    job = manager.submit(lead_spec({"duckdb": str(duckdb_leads), "query": query}, features=None))
+    record = manager.wait(job.id, timeout=120)
+    assert record.state == "succeeded", record.error
+    inputs = {c.name: c.type for c in registry.describe("leads_job").signature.inputs}
+    assert inputs == {"income": "bigint", "cars_text": "text"}
 
 
 def _wait_running(manager: JobManager, job_id: str, timeout: float = 60) -> int:
