@@ -10,9 +10,10 @@ environment:
                            on stdin and writing SQL on stdout (e.g. `/repo/.venv/bin/sqlml sql rewrite
                            --dialect postgres`); unset or missing means queries run unchanged
 
-The SQL mutator hook sends every query on a PostgreSQL database that has the sqlml extension through
-that command: a chart written with `ml.sentiment(body)` per row then executes as one batched call.
-The rewriter lives in sqlml's venv (it needs a newer sqlglot than Superset's), hence a subprocess.
+Every statement Superset executes on a PostgreSQL database (SQL Lab, charts, dashboards) goes
+through that command as it reaches the database cursor: a query written with `ml.sentiment(body)`
+per row then executes as one batched call. The rewriter lives in sqlml's venv (it needs a newer
+sqlglot than Superset's), hence a subprocess.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import logging
 import os
 import shlex
 import subprocess
+import threading
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -60,20 +62,14 @@ SQLLAB_TIMEOUT = 120
 # see whole dashboards.
 FEATURE_FLAGS = {"DASHBOARD_RBAC": False, "DASHBOARD_VIRTUALIZATION": False}
 
-# --- SQL mutator: batch per-row ml.* calls on databases with the sqlml extension --------------------
+# --- The rewriter: batch per-row ml.* calls ------------------------------------------------------------
 
 _REWRITE_TIMEOUT_S = float(os.environ.get("SQLML_REWRITE_TIMEOUT_S", "10"))
 _REWRITE_CACHE_SIZE = 512
 _rewrite_cache: OrderedDict[str, str] = OrderedDict()
+_rewrite_cache_lock = threading.Lock()  # gunicorn runs Superset with 8 threads; a dashboard's charts load at once
 _warned_unavailable = False
-
-
-def _database_has_sqlml(database: Any) -> bool:
-    """The extension lives in PostgreSQL; the DuckDB snapshot file answers ml.* from stored results."""
-    if database is None:
-        return False
-    backend = getattr(database, "backend", "") or ""
-    return backend.startswith("postgres")
+_warned_drivers: set[str] = set()
 
 
 def _rewrite_command() -> list[str] | None:
@@ -95,10 +91,11 @@ def rewrite_ml_calls(sql: str) -> str:
     """
     if "ml." not in sql.lower():
         return sql
-    cached = _rewrite_cache.get(sql)
-    if cached is not None:
-        _rewrite_cache.move_to_end(sql)
-        return cached
+    with _rewrite_cache_lock:
+        cached = _rewrite_cache.get(sql)
+        if cached is not None:
+            _rewrite_cache.move_to_end(sql)
+            return cached
     command = _rewrite_command()
     if command is None:
         return sql
@@ -115,20 +112,71 @@ def rewrite_ml_calls(sql: str) -> str:
     rewritten = completed.stdout.strip()
     if rewritten != sql.strip():
         logger.info("sqlml rewriter batched ml.* calls in a %d-character query", len(sql))
-    _rewrite_cache[sql] = rewritten
-    if len(_rewrite_cache) > _REWRITE_CACHE_SIZE:
-        _rewrite_cache.popitem(last=False)
+    with _rewrite_cache_lock:
+        _rewrite_cache[sql] = rewritten
+        if len(_rewrite_cache) > _REWRITE_CACHE_SIZE:
+            _rewrite_cache.popitem(last=False)
     return rewritten
 
 
-# Mutate each statement after Superset has split and re-formatted it, just before it executes:
-# Superset's older sqlglot would otherwise re-render the rewritten SQL and lose Postgres-only syntax
-# the rewriter emits (`unnest(...) WITH ORDINALITY AS u(k, ord)` came out without its `ord` column).
-MUTATE_AFTER_SPLIT = True
+# --- Batching per-row ml.* calls on PostgreSQL: a cursor that rewrites what it executes ----------------
+#
+# Why a cursor, not SQL_QUERY_MUTATOR: Superset (6.1) calls the mutator from several places with two
+# meanings of `is_split` and does not tell the mutator which call it is. SQL Lab calls it once per
+# statement with is_split=False, right before the cursor (sql_lab.py); charts call it with
+# is_split=False on the whole query (models/helpers.py), then re-format each statement with
+# Superset's own sqlglot and call it again with is_split=True (Database.get_df). MUTATE_AFTER_SPLIT
+# picks one flag for every caller: True skipped SQL Lab (1,000 rows were 1,000 bridge requests);
+# False lets Superset's older sqlglot re-render the charts' rewritten SQL, which drops Postgres-only
+# syntax the rewriter emits (`unnest(...) WITH ORDINALITY AS u(k, ord)` lost its `ord`). Every path
+# (SQL Lab, charts, dashboards, dataset previews) ends in `cursor.execute(sql)` on a DBAPI connection
+# that Superset opens with the engine's `connect_args`, after DB_CONNECTION_MUTATOR had its say. The
+# cursor is the one place each statement passes exactly once, after Superset's last re-render. (So
+# SQL Lab's query history shows the SQL as written; the log says which statements were batched.)
 
 
-# Superset looks the hook up by this name.
-def SQL_QUERY_MUTATOR(sql: str, **kwargs: Any) -> str:
-    if not _database_has_sqlml(kwargs.get("database")):
-        return sql
-    return rewrite_ml_calls(sql)
+def rewriting_cursor(base: type) -> type:
+    """A subclass of the DBAPI cursor class `base` whose `execute(sql)` runs the batched form of `sql`.
+
+    Only statements without parameters are rewritten: Superset sends its queries that way, and with
+    parameters the text holds placeholders and doubled `%` that the rewriter must not see.
+    """
+
+    class RewritingCursor(base):  # type: ignore[misc]  # a base known only at run time
+        def execute(self, query: Any, vars: Any = None) -> Any:
+            if vars is None and isinstance(query, str):
+                query = rewrite_ml_calls(query)
+            return super().execute(query, vars)
+
+    return RewritingCursor
+
+
+_rewriting_psycopg2_cursor: type | None = None
+
+
+def _psycopg2_rewriting_cursor() -> type:
+    global _rewriting_psycopg2_cursor
+    if _rewriting_psycopg2_cursor is None:
+        import psycopg2.extensions  # Superset's venv has it; sqlml's (which loads this file in tests) need not
+
+        _rewriting_psycopg2_cursor = rewriting_cursor(psycopg2.extensions.cursor)
+    return _rewriting_psycopg2_cursor
+
+
+# Superset looks the hook up by this name and calls it for every engine it creates, with the
+# arguments of `create_engine(uri, **params)`.
+def DB_CONNECTION_MUTATOR(
+    uri: Any, params: dict[str, Any], username: str | None, security_manager: Any, source: Any
+) -> tuple[Any, dict[str, Any]]:
+    """Give PostgreSQL connections (psycopg2, the driver of the assets' URI) the rewriting cursor."""
+    if uri.get_backend_name() != "postgresql" or _rewrite_command() is None:
+        return uri, params
+    driver = uri.get_driver_name()
+    if driver != "psycopg2":
+        if driver not in _warned_drivers:
+            logger.warning("sqlml rewriter needs psycopg2, not %s: ml.* queries run unchanged", driver)
+            _warned_drivers.add(driver)
+        return uri, params
+    connect_args = params.setdefault("connect_args", {})
+    connect_args.setdefault("cursor_factory", _psycopg2_rewriting_cursor())
+    return uri, params

@@ -1,8 +1,9 @@
-"""superset_config.py: the secret comes from the environment; the SQL mutator batches or stays out of the way."""
+"""superset_config.py: the secret comes from the environment; the rewriting cursor batches or stays out of the way."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -37,11 +38,8 @@ def test_metadata_lives_in_the_configured_home(monkeypatch: pytest.MonkeyPatch, 
     config = load_config(monkeypatch, tmp_path, SUPERSET_SECRET_KEY="s" * 40)
     assert config.SECRET_KEY == "s" * 40
     assert f"sqlite:///{tmp_path / 'superset.db'}" == config.SQLALCHEMY_DATABASE_URI
-    assert config.MUTATE_AFTER_SPLIT is True
 
 
-POSTGRES = SimpleNamespace(backend="postgresql")
-DUCKDB = SimpleNamespace(backend="duckdb")
 QUERY = "SELECT (ml.sentiment(body)).label FROM reviews"
 
 
@@ -51,23 +49,40 @@ def fake_rewriter(tmp_path: Path, body: str) -> str:
     return f"{sys.executable} {script}"
 
 
-def test_mutator_sends_postgres_queries_through_the_rewriter(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+class RecordingCursor:
+    """A DBAPI cursor that keeps what it was asked to execute."""
+
+    def __init__(self) -> None:
+        self.executed: list[tuple[object, object]] = []
+
+    def execute(self, query: object, vars: object = None) -> None:
+        self.executed.append((query, vars))
+
+
+def run_through_cursor(config: ModuleType, *statements: str) -> list[object]:
+    cursor = config.rewriting_cursor(RecordingCursor)()
+    for statement in statements:
+        cursor.execute(statement)
+    return [query for query, _ in cursor.executed]
+
+
+def test_the_cursor_runs_statements_through_the_rewriter(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     command = fake_rewriter(tmp_path, "import sys; print(sys.stdin.read().replace('ml.sentiment', 'ml.batched'))")
     config = load_config(monkeypatch, tmp_path, SUPERSET_SECRET_KEY="k" * 40, SQLML_REWRITE_COMMAND=command)
-    assert config.SQL_QUERY_MUTATOR(QUERY, database=POSTGRES) == "SELECT (ml.batched(body)).label FROM reviews"
-    # DuckDB answers ml.* from its snapshot macros, and plain SQL never pays for a subprocess.
-    assert config.SQL_QUERY_MUTATOR(QUERY, database=DUCKDB) == QUERY
-    assert config.SQL_QUERY_MUTATOR("SELECT 1", database=POSTGRES) == "SELECT 1"
+    assert run_through_cursor(config, QUERY, "SELECT 1") == ["SELECT (ml.batched(body)).label FROM reviews", "SELECT 1"]
+    # With parameters the text holds placeholders (and doubled %): it goes to the driver as it came.
+    cursor = config.rewriting_cursor(RecordingCursor)()
+    cursor.execute(QUERY + " WHERE product = %(p)s", {"p": "x"})
+    assert cursor.executed == [(QUERY + " WHERE product = %(p)s", {"p": "x"})]
 
 
-def test_mutator_caches_rewrites(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_the_cursor_caches_rewrites(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     calls = tmp_path / "calls"
     body = f"import sys; open({str(calls)!r}, 'a').write('x'); print(sys.stdin.read())"
     config = load_config(
         monkeypatch, tmp_path, SUPERSET_SECRET_KEY="k" * 40, SQLML_REWRITE_COMMAND=fake_rewriter(tmp_path, body)
     )
-    for _ in range(3):
-        assert config.SQL_QUERY_MUTATOR(QUERY, database=POSTGRES) == QUERY
+    assert run_through_cursor(config, QUERY, QUERY, QUERY) == [QUERY] * 3
     assert calls.read_text() == "x"
 
 
@@ -76,7 +91,7 @@ def test_mutator_caches_rewrites(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     ["import sys; sys.exit(3)", "import time; time.sleep(30)", "print('')"],
     ids=["fails", "hangs", "empty"],
 )
-def test_mutator_runs_the_query_unchanged_when_the_rewriter_misbehaves(
+def test_the_cursor_runs_the_query_unchanged_when_the_rewriter_misbehaves(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, rewriter_body: str
 ) -> None:
     command = fake_rewriter(tmp_path, rewriter_body)
@@ -87,14 +102,66 @@ def test_mutator_runs_the_query_unchanged_when_the_rewriter_misbehaves(
         SQLML_REWRITE_COMMAND=command,
         SQLML_REWRITE_TIMEOUT_S="2",
     )
-    assert config.SQL_QUERY_MUTATOR(QUERY, database=POSTGRES) == QUERY
+    assert run_through_cursor(config, QUERY) == [QUERY]
 
 
-def test_mutator_is_a_no_op_without_sqlml(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    config = load_config(
+def fake_url(backend: str, driver: str) -> SimpleNamespace:
+    return SimpleNamespace(get_backend_name=lambda: backend, get_driver_name=lambda: driver)
+
+
+def test_connections_stay_as_they_are_without_postgres_or_sqlml(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    command = fake_rewriter(tmp_path, "import sys; print(sys.stdin.read())")
+    config = load_config(monkeypatch, tmp_path, SUPERSET_SECRET_KEY="k" * 40, SQLML_REWRITE_COMMAND=command)
+    # DuckDB answers ml.* from its snapshot; psycopg 3 has no psycopg2 cursor_factory to hook.
+    for url in (fake_url("duckdb", "duckdb_engine"), fake_url("postgresql", "psycopg")):
+        assert config.DB_CONNECTION_MUTATOR(url, {"connect_args": {}}, None, None, None) == (url, {"connect_args": {}})
+    without_rewriter = load_config(
         monkeypatch, tmp_path, SUPERSET_SECRET_KEY="k" * 40, SQLML_REWRITE_COMMAND="/nonexistent/sqlml sql rewrite"
     )
-    assert config.SQL_QUERY_MUTATOR(QUERY, database=POSTGRES) == QUERY
+    assert run_through_cursor(without_rewriter, QUERY) == [QUERY]
+    url = fake_url("postgresql", "psycopg2")
+    assert without_rewriter.DB_CONNECTION_MUTATOR(url, {"connect_args": {}}, None, None, None) == (
+        url,
+        {"connect_args": {}},
+    )
+
+
+# Superset's venv: its SQLAlchemy URL and psycopg2, as Superset calls the hook for an engine.
+HOOK_CHECK = """
+import importlib.util, json, sys
+import psycopg2.extensions
+from sqlalchemy.engine import make_url
+spec = importlib.util.spec_from_file_location("superset_config", sys.argv[1])
+config = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(config)
+found = {}
+for uri in ("postgresql+psycopg2://u@h/db", "postgresql://u@h/db", "duckdb:///x.duckdb"):
+    _, params = config.DB_CONNECTION_MUTATOR(make_url(uri), {"connect_args": {}}, "admin", None, None)
+    factory = params["connect_args"].get("cursor_factory")
+    found[uri] = factory is not None and issubclass(factory, psycopg2.extensions.cursor)
+print(json.dumps(found))
+"""
+
+
+def test_superset_engines_on_postgres_get_the_rewriting_cursor(superset_venv: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "SUPERSET_SECRET_KEY": "k" * 40, "SQLML_SUPERSET_HOME": str(tmp_path)}
+    env["SQLML_REWRITE_COMMAND"] = fake_rewriter(tmp_path, "import sys; print(sys.stdin.read())")
+    completed = subprocess.run(
+        [str(superset_venv / "bin/python"), "-c", HOOK_CHECK, str(CONFIG)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=60,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert json.loads(completed.stdout) == {
+        "postgresql+psycopg2://u@h/db": True,
+        "postgresql://u@h/db": True,
+        "duckdb:///x.duckdb": False,
+    }
 
 
 def test_real_rewriter_batches_a_chart_query() -> None:
