@@ -38,6 +38,24 @@ class ExplainRequest(Batch):
     top_k: int = Field(default=5, ge=1, le=10_000)
 
 
+class EvaluateRequest(Batch):
+    """Rows with the model's inputs and its target column."""
+
+
+class ConfusionMatrix(BaseModel):
+    labels: list[str]
+    counts: list[list[int]] = Field(description="counts[i][j]: rows of class labels[i] predicted as labels[j]")
+
+
+class EvaluateResponse(BaseModel):
+    model: str
+    version: int
+    rows: int = Field(description="rows compared (those with a target value)")
+    skipped_rows: int = Field(description="rows left out because their target is NULL")
+    metrics: dict[str, float]
+    confusion_matrix: ConfusionMatrix | None = None
+
+
 class BatchResponse(BaseModel):
     """Outputs in the shape of the request; one output row per input row, in order."""
 

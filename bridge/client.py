@@ -33,6 +33,10 @@ class ModelClient(Protocol):
 
     def forecast(self, model: str, series: list[str] | None, horizon: int, quantiles: list[str]) -> pa.Table: ...
 
+    def evaluate(self, model: str, batch: pa.Table) -> dict[str, Any]:
+        """Metrics on labelled rows (inputs and the target column): `POST /v1/models/{name}/evaluate`."""
+        ...
+
 
 class LocalClient:
     """Embedded mode: the models run in this process."""
@@ -55,6 +59,11 @@ class LocalClient:
 
     def forecast(self, model: str, series: list[str] | None, horizon: int, quantiles: list[str]) -> pa.Table:
         return self.host.forecast(model, series, horizon, quantiles)
+
+    def evaluate(self, model: str, batch: pa.Table) -> dict[str, Any]:
+        from sqlml.bridge.evaluation import evaluate
+
+        return evaluate(self.host, self.host.get(model), batch)
 
 
 def model_listing(registry: Registry, host: ModelHost | None = None) -> list[dict[str, Any]]:

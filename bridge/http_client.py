@@ -64,6 +64,12 @@ class BridgeClient:
         with self._request("POST", f"/v1/models/{model}/forecast", json=body, headers={"Accept": ARROW_STREAM}) as r:
             return read_ipc(r.content)
 
+    def evaluate(self, model: str, batch: pa.Table) -> dict[str, Any]:
+        headers = {"Content-Type": ARROW_STREAM}
+        with self._request("POST", f"/v1/models/{model}/evaluate", content=write_ipc(batch), headers=headers) as r:
+            payload: dict[str, Any] = r.json()
+            return payload
+
     # -- lifecycle (admin token) -------------------------------------------------------------
 
     def set_alias(self, model: str, alias: str, version: int) -> dict[str, int]:

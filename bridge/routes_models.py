@@ -25,6 +25,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 
 from sqlml.bridge import api_schemas as schemas
+from sqlml.bridge import evaluation
 from sqlml.bridge.auth import ADMIN, ANY_TOKEN, predict_scope
 from sqlml.bridge.client import model_listing
 from sqlml.bridge.host import LoadedModel
@@ -33,7 +34,7 @@ from sqlml.bridge.registry import ModelRef
 from sqlml.bridge.signature import arrow_type
 from sqlml.bridge.state import BridgeState, Receive, bridge_state
 from sqlml.bridge.wire import ARROW_STREAM, Shape, is_arrow, json_to_table, read_ipc, table_to_json, write_ipc
-from sqlml.errors import BadRequest, BridgeTimeout, ModelNotFound, PayloadTooLarge
+from sqlml.errors import BadRequest, BridgeTimeout, InvalidInput, ModelNotFound, PayloadTooLarge
 
 log = logging.getLogger("sqlml.bridge")
 
@@ -349,6 +350,54 @@ async def forecast(model: str, body: schemas.ForecastRequest, request: Request) 
 
 def _forecast(state: BridgeState, loaded: LoadedModel, body: schemas.ForecastRequest) -> pa.Table:
     return state.host.forecast_loaded(loaded, body.series, body.horizon, body.quantiles)
+
+
+@router.post(
+    "/{model}/evaluate",
+    summary="Evaluate on labelled rows",
+    response_model=schemas.EvaluateResponse,
+    response_model_exclude_none=True,
+    openapi_extra=schemas.batch_request_body("EvaluateRequest"),
+)
+async def evaluate(model: str, request: Request) -> dict[str, Any]:
+    """A version's metrics on rows that carry its inputs and its target column (JSON `columns` or
+    `rows`, or an Arrow IPC stream): AUC, log loss, accuracy, precision/recall/F1 and the confusion
+    matrix for classification; RMSE, MAE and R² for regression."""
+    ref = ModelRef.parse(model)
+    state = _authorize(request, predict_scope(ref.name))
+    started = time.perf_counter()
+    call = await BatchCall.of(request)
+    loaded = await _loaded_model(state, ref)
+
+    async def work() -> dict[str, Any]:
+        _plan, target = evaluation.target_of(loaded)
+        table = _read_labelled(state, call, loaded, target)
+        result = await state.turns.run(loaded, evaluation.evaluate, state.host, loaded, table)
+        m = loaded.manifest
+        state.metrics.request(m.name, m.version, "evaluate", table.num_rows, time.perf_counter() - started)
+        return result
+
+    return await _within_timeout(state, ref.name, work())
+
+
+def _read_labelled(state: BridgeState, call: BatchCall, loaded: LoadedModel, target: str) -> pa.Table:
+    """The inputs typed by the signature, plus the target column with its JSON types inferred."""
+    if is_arrow(call.content_type):
+        table = read_ipc(call.body)
+    else:
+        payload = _parse_json(call.body, schemas.EvaluateRequest)
+        columns, rows = payload.columns, payload.rows
+        if columns is not None:
+            labels = columns.pop(target, None)
+        else:
+            labels = None if rows is None else [row.pop(target, None) for row in rows]
+        if labels is None:
+            raise InvalidInput(f'the rows have no target column "{target}" to compare with', detail={"target": target})
+        types = {c.name: arrow_type(c.type) for c in loaded.manifest.signature.inputs}
+        table, _shape = json_to_table(columns, rows, types)
+        table = table.append_column(target, pa.array(labels))
+    _check_rows(state, table)
+    return table
 
 
 # -- lifecycle (admin) -----------------------------------------------------------------------

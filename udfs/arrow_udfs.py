@@ -21,7 +21,9 @@ import pyarrow.json as pajson
 from sqlml.bridge.client import ModelClient
 from sqlml.bridge.manifest import Manifest, Signature
 from sqlml.bridge.signature import arrow_type
+from sqlml.bridge.wire import json_to_table
 from sqlml.errors import InvalidInput, SqlmlError, close_names
+from sqlml.sql.evaluation_rows import evaluation_rows
 from sqlml.udfs.macros import DEFAULT_HORIZON, DEFAULT_QUANTILES
 
 ArrowUdf = Callable[..., pa.Array]
@@ -29,6 +31,7 @@ ArrowUdf = Callable[..., pa.Array]
 CONTRIBUTION_TYPE = pa.struct(
     [pa.field("feature", pa.string()), pa.field("value", pa.float64()), pa.field("contribution", pa.float64())]
 )
+EVALUATION_ROW_TYPE = pa.struct([pa.field("metric", pa.string()), pa.field("value", pa.float64())])
 FORECAST_ROW_TYPE = pa.struct(
     [
         pa.field("series", pa.string()),
@@ -241,6 +244,38 @@ def outputs_as_json(result: pa.Table) -> pa.Array:
         None if all(v is None for v in row.values()) else json.dumps(row, default=str) for row in result.to_pylist()
     ]
     return pa.array(texts, pa.string())
+
+
+# -- evaluation -----------------------------------------------------------------------------------
+
+
+def evaluate(client: ModelClient) -> ArrowUdf:
+    """`__sqlml_evaluate(model, rows_json)`: (metric, value) pairs of the model on labelled rows.
+
+    `rows_json` is the evaluation query's rows as one JSON list (the `ml.evaluate` macro builds it
+    with `query()`); columns that are neither an input nor the target (keys, notes) are left out."""
+
+    def run(models: pa.ChunkedArray, rows_json: pa.ChunkedArray) -> pa.Array:
+        results = []
+        for model, text in zip(models.to_pylist(), rows_json.to_pylist(), strict=True):
+            results.append(None if model is None or text is None else _evaluation(client, model, text))
+        return pa.array(results, pa.list_(EVALUATION_ROW_TYPE))
+
+    return run
+
+
+def _evaluation(client: ModelClient, model: str, text: str) -> list[dict[str, Any]]:
+    with errors_naming(model):
+        manifest = client.describe(model)
+        target = str(manifest.lineage.get("target") or "")
+        rows = json.loads(text)
+        keep = {*manifest.signature.input_names(), target}
+        rows = [{k: v for k, v in row.items() if k in keep} for row in rows]
+        types = {c.name: arrow_type(c.type) for c in manifest.signature.inputs}
+        labels = [row.pop(target, None) for row in rows]
+        table, _ = json_to_table(None, rows, types)
+        result = client.evaluate(model, table.append_column(target, pa.array(labels)))
+    return [{"metric": name, "value": value} for name, value in evaluation_rows(result)]
 
 
 # -- forecasts and the model list ------------------------------------------------------------------

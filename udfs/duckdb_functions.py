@@ -68,6 +68,12 @@ class SqlFunctions:
             DuckDBPyType(macros.FORECAST_SQL_TYPE),
         )
         self._udf(macros.MODELS_UDF, arrow_udfs.models(self.client), [], DuckDBPyType(macros.MODELS_SQL_TYPE))
+        self._udf(
+            macros.EVALUATE_UDF,
+            arrow_udfs.evaluate(self.client),
+            [varchar, json_text],
+            DuckDBPyType(macros.EVALUATION_SQL_TYPE),
+        )
         for statement in macros.generic_macros():
             self.con.execute(statement)
         self.refresh()

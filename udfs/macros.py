@@ -18,11 +18,13 @@ PREDICT_JSON_UDF = f"{UDF_PREFIX}predict"
 EXPLAIN_UDF = f"{UDF_PREFIX}explain"
 FORECAST_UDF = f"{UDF_PREFIX}forecast"
 MODELS_UDF = f"{UDF_PREFIX}models"
+EVALUATE_UDF = f"{UDF_PREFIX}evaluate"
 DEFAULT_QUANTILES = ("p10", "p50", "p90")
 DEFAULT_HORIZON = 48
 DEFAULT_TOP_K = 5
 
-GENERIC_MACROS = ("predict", "explain", "forecast", "models")
+GENERIC_MACROS = ("predict", "explain", "forecast", "models", "evaluate")
+EVALUATION_SQL_TYPE = "STRUCT(metric VARCHAR, value DOUBLE)[]"
 CONTRIBUTIONS_SQL_TYPE = "STRUCT(feature VARCHAR, value DOUBLE, contribution DOUBLE)[]"
 FORECAST_SQL_TYPE = "STRUCT(series VARCHAR, ts TIMESTAMP, quantile VARCHAR, value DOUBLE)[]"
 MODELS_SQL_TYPE = (
@@ -40,7 +42,7 @@ def qualified(name: str) -> str:
 
 
 def generic_macros() -> list[str]:
-    """`ml.predict`, `ml.explain`, `ml.forecast` and `ml.models`, which work for any model."""
+    """`ml.predict`, `ml.explain`, `ml.forecast`, `ml.models` and `ml.evaluate`, which work for any model."""
     quantiles = "[" + ", ".join(quote_literal(q) for q in DEFAULT_QUANTILES) + "]"
     return [
         f'CREATE OR REPLACE MACRO {qualified("predict")}(model, "row", strict := false) AS '
@@ -51,6 +53,10 @@ def generic_macros() -> list[str]:
         f"quantiles := {quantiles}) AS TABLE "
         f"SELECT unnest({FORECAST_UDF}(model, series, horizon, quantiles), recursive := true)",
         f"CREATE OR REPLACE MACRO {qualified('models')}() AS TABLE SELECT unnest({MODELS_UDF}(), recursive := true)",
+        # query() runs the evaluation query text; its rows reach the UDF as one JSON list
+        f"CREATE OR REPLACE MACRO {qualified('evaluate')}(model, query_text) AS TABLE "
+        f"SELECT unnest({EVALUATE_UDF}(model, (SELECT to_json(list(r)) FROM query(query_text) AS r)), "
+        "recursive := true)",
     ]
 
 

@@ -149,6 +149,12 @@ class XGBoostRuntime(Runtime):
             return in_slices(matrix, score)
         return in_slices(matrix, lambda part: booster.inplace_predict(part, validate_features=False))
 
+    def scores(self, batch: pa.Table) -> np.ndarray:
+        """The booster's raw answer, one row per input row: a probability or value, or one
+        probability per class (what `evaluate` compares with the targets)."""
+        booster = self._booster()
+        return np.asarray(self._score(booster, self._matrix(batch)), dtype=np.float64).reshape(batch.num_rows, -1)
+
     def predict(self, batch: pa.Table) -> pa.Table:
         booster = self._booster()
         if batch.num_rows == 0:

@@ -17,6 +17,7 @@ RESERVED_FUNCTIONS = frozenset(
         "explain",
         "forecast",
         "models",
+        "evaluate",
         # PostgreSQL
         "sentiment_batch",
         "predict_batch",
