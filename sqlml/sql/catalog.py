@@ -48,6 +48,7 @@ class ModelFunction:
     outputs: tuple[SqlColumn, ...]
     result_type: str | None = None
     model: str | None = None
+    strict: bool = True  # NULL in any input gives NULL (else the model scores NULL as missing)
 
 
 SENTIMENT = ModelFunction(
@@ -125,12 +126,13 @@ def typed_function_from_model(entry: Mapping[str, Any]) -> ModelFunction | None:
         outputs=tuple(SqlColumn(c.name, c.postgres_type) for c in spec.outputs),
         result_type=f"ml.{spec.model}_result" if spec.single_output is None else None,
         model=spec.model,
+        strict=spec.strict,
     )
 
 
 def typed_function_from_row(row: tuple[Any, ...]) -> ModelFunction | None:
     """One row of `_TYPED_FUNCTIONS_SQL` as a ModelFunction (None when it cannot be understood)."""
-    name, arg_names, arg_types, return_type, is_composite, field_names, field_types, source = row
+    name, arg_names, arg_types, return_type, is_composite, field_names, field_types, source, strict = row
     if not arg_names or len(arg_names) != len(arg_types):
         return None
     inputs = tuple(SqlColumn(str(n), str(t)) for n, t in zip(arg_names, arg_types, strict=True))
@@ -142,7 +144,7 @@ def typed_function_from_row(row: tuple[Any, ...]) -> ModelFunction | None:
         if output_name is None:
             return None
         outputs, result_type = (SqlColumn(output_name, str(return_type)),), None
-    return ModelFunction(str(name), "typed", inputs, outputs, result_type, model=str(name))
+    return ModelFunction(str(name), "typed", inputs, outputs, result_type, model=str(name), strict=bool(strict))
 
 
 def _single_output_name(source: str) -> str | None:
@@ -187,7 +189,8 @@ SELECT p.proname,
              WHERE att.attrelid = t.typrelid AND att.attnum > 0 AND NOT att.attisdropped ORDER BY att.attnum),
        ARRAY(SELECT pg_catalog.format_type(att.atttypid, att.atttypmod) FROM pg_catalog.pg_attribute att
              WHERE att.attrelid = t.typrelid AND att.attnum > 0 AND NOT att.attisdropped ORDER BY att.attnum),
-       p.prosrc
+       p.prosrc,
+       p.proisstrict
 FROM ml._generated g
 JOIN pg_catalog.pg_proc p ON p.proname = g.model
 JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace AND n.nspname = 'ml'

@@ -210,6 +210,9 @@ class Batch:
     keys: list[exp.Expr]  # the inputs, cast to the function's argument types
     name: str  # the CTE with the outputs (`__ml_3`)
     input_name: str  # the CTE with the distinct inputs (`__ml_in_3`)
+    # A typed function that is not STRICT (its model takes NULL as a missing value): one key, the
+    # jsonb object of the inputs, which is never NULL, so NULL inputs are scored too and match.
+    by_object: bool = False
 
     @property
     def value(self) -> exp.Column:
@@ -322,9 +325,29 @@ def plan_batches(select: exp.Select, calls: list[exp.Dot], catalog: Catalog, nam
             exp.cast(a.copy(), exp.DataType.build(i.sql_type, dialect="postgres"))
             for a, i in zip(arguments, inputs, strict=True)
         ]
+        by_object = function.kind == "typed" and not function.strict
+        if by_object:
+            keys = [inputs_object([i.name for i in inputs], keys)]
         number = naming.next()
-        batches[key] = Batch(function, model, keys, f"{PREFIX}{number}", f"{PREFIX}in_{number}")
+        batches[key] = Batch(function, model, keys, f"{PREFIX}{number}", f"{PREFIX}in_{number}", by_object)
     return batches
+
+
+def inputs_object(names: list[str], values: list[exp.Expr]) -> exp.Expr:
+    """`jsonb_build_object('a', a, ...)`, concatenated per JSONB_PAIRS_PER_CALL pairs (PostgreSQL
+    passes at most 100 arguments to a function)."""
+    pairs: list[exp.Expr] = []
+    for name, value in zip(names, values, strict=True):
+        pairs += [exp.Literal.string(name), value]
+    step = 2 * JSONB_PAIRS_PER_CALL
+    objects: list[exp.Expr] = [
+        exp.Anonymous(this="jsonb_build_object", expressions=pairs[start : start + step])
+        for start in range(0, len(pairs), step)
+    ]
+    joined = objects[0]
+    for more in objects[1:]:
+        joined = exp.DPipe(this=joined, expression=more)
+    return joined
 
 
 def _call_key(call: exp.Dot, catalog: Catalog) -> str:
@@ -361,7 +384,7 @@ def outputs_query(batch: Batch, key_names: list[str]) -> exp.Select:
     arrays = [f"array_agg({n}) AS {n}" for n in key_names]
     if function.kind == "sentiment":
         batch_input, call = key_names[0], "ml.sentiment_batch(x.__ml_k1)"
-    elif function.kind == "predict":
+    elif function.kind == "predict" or batch.by_object:
         batch_input = key_names[0]
         call = f"ml.predict_batch({exp.Literal.string(batch.model or '').sql()}, x.{batch_input})"
     else:

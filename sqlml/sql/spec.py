@@ -36,6 +36,7 @@ class SpecColumn:
 
     name: str
     type: str
+    nullable: bool = False  # an input the model takes as missing when NULL
 
     @property
     def postgres_type(self) -> str:
@@ -61,6 +62,12 @@ class FunctionSpec:
     def is_table(self) -> bool:
         """A forecast model: DuckDB has a table macro; PostgreSQL and the rewriter use ml.forecast()."""
         return self.task in TABLE_TASKS
+
+    @property
+    def strict(self) -> bool:
+        """NULL in any input gives NULL without scoring (SQL's STRICT); False when the model takes
+        NULL inputs as missing values (tabular models), so the functions must pass NULLs on."""
+        return not any(c.nullable for c in self.inputs)
 
     @property
     def input_names(self) -> list[str]:
@@ -97,7 +104,7 @@ def function_spec(
         name, kind = column.get("name"), column.get("type")
         if not isinstance(name, str) or COLUMN_NAME.match(name) is None or kind not in SIGNATURE_TYPES:
             return None
-        columns.append(SpecColumn(name, str(kind)))
+        columns.append(SpecColumn(name, str(kind), bool(column.get("nullable", False))))
     if not inputs or not outputs:
         return None
     return FunctionSpec(

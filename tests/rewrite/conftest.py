@@ -23,6 +23,14 @@ LEAD_SCORE = ModelFunction(
     outputs=(SqlColumn("probability", "double precision"),),
     model="lead_score",
 )
+LEAD_NULLS = ModelFunction(
+    name="lead_nulls",
+    kind="typed",
+    inputs=LEAD_SCORE.inputs,
+    outputs=LEAD_SCORE.outputs,
+    model="lead_nulls",
+    strict=False,
+)
 CHURN = ModelFunction(
     name="churn",
     kind="typed",
@@ -34,7 +42,7 @@ CHURN = ModelFunction(
 
 
 def demo_catalog() -> Catalog:
-    return Catalog.of(SENTIMENT, PREDICT, LEAD_SCORE, CHURN)
+    return Catalog.of(SENTIMENT, PREDICT, LEAD_SCORE, CHURN, LEAD_NULLS)
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ from sqlml.cli import app
 from sqlml.sql.catalog import SENTIMENT, Catalog, typed_function_from_model
 from sqlml.sql.postgres_connection import connect
 from sqlml.sql.rewrite import rewrite
-from tests.rewrite.conftest import CHURN, LEAD_SCORE
+from tests.rewrite.conftest import CHURN, LEAD_NULLS, LEAD_SCORE
 
 
 def test_cli_prints_the_rewrite() -> None:
@@ -83,6 +83,25 @@ def test_catalog_from_connection_reads_pg_proc(standin: Any) -> None:
     assert catalog.lookup("sentiment") == SENTIMENT
     assert catalog.lookup("lead_score") == LEAD_SCORE
     assert catalog.lookup("churn") == CHURN
+    assert catalog.lookup("lead_nulls") == LEAD_NULLS  # proisstrict = false: NULL inputs are scored
+
+
+@pytest.mark.postgres
+def test_a_function_that_scores_nulls_is_batched_with_its_null_rows_scored(standin: Any) -> None:
+    """A tabular model's typed function is not STRICT: the rewrite keys its batch by the jsonb
+    object of the inputs (never NULL), so rows with a NULL input are scored in the batch too and
+    get what the per-row call gives them, not NULL."""
+    query = "SELECT l.lead_id, ml.lead_nulls(l.mostype, l.maanthui, l.mgemomv) AS p FROM leads l ORDER BY l.lead_id"
+    result = rewrite(query, Catalog.from_connection(standin))
+    assert result.changed, result.reason
+    assert "jsonb_build_object" in result.sql.lower() and "ml.lead_nulls(" not in result.sql
+    per_row = standin.execute(query).fetchall()
+    before = standin.execute("SELECT last_value FROM ml.per_row_calls").fetchone()[0]
+    batched = standin.execute(result.sql).fetchall()
+    assert standin.execute("SELECT last_value FROM ml.per_row_calls").fetchone()[0] == before
+    assert batched == per_row
+    nulls = standin.execute("SELECT lead_id FROM leads WHERE mostype IS NULL").fetchall()
+    assert nulls and all(p is not None for lead, p in batched if (lead,) in nulls)
 
 
 @pytest.mark.postgres

@@ -36,10 +36,16 @@ REVIEW_FILTERS = [
 LEAD_ITEMS = [
     "l.lead_id",
     "ml.lead_score(l.mostype, l.maanthui, l.mgemomv) AS score",
+    "ml.lead_nulls(l.mostype, l.maanthui, l.mgemomv) AS missing_scored",
     "(ml.churn(l.tenure, l.plan)).churned",
     "ml.predict('lead_score', jsonb_build_object('mostype', l.mostype)) ->> 'probability' AS p",
 ]
-LEAD_FILTERS = ["l.tenure > 5", "l.plan IS NOT NULL", "ml.lead_score(l.mostype, l.maanthui, l.mgemomv) > 0.1"]
+LEAD_FILTERS = [
+    "l.tenure > 5",
+    "l.plan IS NOT NULL",
+    "ml.lead_score(l.mostype, l.maanthui, l.mgemomv) > 0.1",
+    "ml.lead_nulls(l.mostype, l.maanthui, l.mgemomv) > 0.1",
+]
 
 
 @st.composite
@@ -87,6 +93,7 @@ def test_rewrite_returns_the_same_rows_or_leaves_the_query_alone(query: str, con
         assert result.sql == query and result.reason
         return
     assert "ml.sentiment(" not in result.sql and "ml.lead_score(" not in result.sql
+    assert "ml.lead_nulls(" not in result.sql
     assert_same_result(connection, query, result.sql)
 
 
