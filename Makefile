@@ -28,8 +28,11 @@ lint: venv
 	cd build/__editable__.sqlml-*/ && $(CURDIR)/$(BIN)/lint-imports $(CURDIR)/pyproject.toml
 
 # mypy reads the installed link tree, where bridge/ and udfs/ appear as sqlml.bridge and sqlml.udfs.
+# The PL/Python helper's modules (extension/helper/, built into one file) are the package `helper`
+# there, their imports of the shared rules (sqlml.naming, sqlml.sql.*) read from that same tree.
 typecheck: venv
 	cd build/__editable__.sqlml-*/ && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml -p sqlml
+	cd build/__editable__.sqlml-*/ && MYPYPATH=$(CURDIR)/extension $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml -p helper
 
 extension:
 	$(MAKE) -C extension install

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import ast
+import inspect
 import json
+import re
 import socket
 import sys
 import time
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -363,3 +366,76 @@ def test_explain_forecast_models_lifecycle(helper: ModuleType, plpy: FakePlpy, b
         helper.deploy(plpy, "lead", 2, "prod'; --")
     with pytest.raises(PlpyError, match="horizon"):
         list(helper.forecast(plpy, "power", None, 0, ["p50"]))
+
+
+EXTENSION_SQL = "\n".join(
+    (Path(__file__).parents[1] / "sql" / name).read_text() for name in ("sqlml.sql.in", "training.sql")
+)
+PLPYTHON_BODY = re.compile(r"^CREATE FUNCTION (ml\.\w+)\(.*?\nAS \$py\$\n(.*?)\n\$py\$", re.S | re.M)
+
+
+def _as_function(body: str, parameters: str = "") -> str:
+    """A PL/Python body as the function PL/Python makes of it (its `return` needs one)."""
+    return f"def body({parameters}):\n" + "".join(f"    {line}\n" for line in body.splitlines())
+
+
+def _helper_uses(body: str) -> list[tuple[str, ast.Call | None]]:
+    """What a PL/Python body uses of the helper module, through `GD["sqlml"]` or a name bound to it:
+    (attribute, the call when it is called)."""
+    tree = ast.parse(_as_function(body))
+
+    def is_gd(node: ast.expr) -> bool:
+        return isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id == "GD"
+
+    aliases = {target.id for node in ast.walk(tree) if isinstance(node, ast.Assign) and is_gd(node.value)
+               for target in node.targets if isinstance(target, ast.Name)}  # fmt: skip
+
+    def is_module(node: ast.expr) -> bool:
+        return is_gd(node) or (isinstance(node, ast.Name) and node.id in aliases)
+
+    calls = {id(node.func): node for node in ast.walk(tree) if isinstance(node, ast.Call)}
+    return [(node.attr, calls.get(id(node))) for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute) and is_module(node.value)]  # fmt: skip
+
+
+def test_everything_the_sql_uses_of_the_helper_exists_and_takes_those_arguments(helper: ModuleType) -> None:
+    entry = {"name": "lead", "signature": {"inputs": [{"name": "a", "type": "double"}],
+                                           "outputs": [{"name": "p", "type": "double"}]}}  # fmt: skip
+    generated = helper.function_ddl(_quote_ident, _quote_literal, entry)
+    typed = generated.create_function(_quote_ident, _quote_literal, "double precision")
+    typed_body = typed.split(" AS '", 1)[1][:-1].replace("''", "'")
+    bodies = [*PLPYTHON_BODY.findall(EXTENSION_SQL), ("ml.lead", typed_body)]  # overloads each have one
+    assert len(bodies) == EXTENSION_SQL.count("LANGUAGE plpython3u") + 1  # every body was found
+    uses = [(function, *use) for function, body in bodies for use in _helper_uses(body)]
+    assert {"predict_typed", "_open", "raise_sql", "BridgeError"} <= {attribute for _, attribute, _ in uses}
+    for function, attribute, call in uses:
+        assert hasattr(helper, attribute), f"{function} uses {attribute}"
+        if call is not None:
+            signature = inspect.signature(getattr(helper, attribute))
+            signature.bind(*call.args, **{keyword.arg: keyword.value for keyword in call.keywords})
+
+
+def test_ml_job_reaches_the_bridge_through_the_helper(helper: ModuleType, plpy: FakePlpy, bridge: Any) -> None:
+    """ml.job's body (training.sql) uses the helper's internals: its settings, bridge and errors."""
+    body = dict(PLPYTHON_BODY.findall(EXTENSION_SQL))["ml.job"]
+    namespace: dict[str, Any] = {}
+    exec(_as_function(body, "plpy, GD, id"), namespace)
+    with pytest.raises(PlpyError, match="no route /v1/jobs/abc") as caught:  # the stub bridge serves no jobs
+        namespace["body"](plpy, {"sqlml": helper}, "abc")
+    assert caught.value.sqlstate == "42704"
+    assert [path for _, path, _ in bridge[1].requests] == ["/v1/jobs/abc"]
+
+
+def test_set_returning_functions_start_when_iterated(helper: ModuleType, bridge: Any) -> None:
+    plpy = FakePlpy({"bridge_url": bridge[0], "batch_size": "1"})
+    rows = helper.predict_batch(plpy, "lead", ['{"a": 1, "b": 1}', '{"a": "oops", "b": 1}'])
+    assert plpy.executed == [] and bridge[1].requests == []  # no setting read, no request sent yet
+    assert next(rows)[0] == 1
+    with pytest.raises(PlpyError, match="must be a number") as caught:  # raised while iterating: a SQL error still
+        next(rows)
+    assert caught.value.sqlstate == "22023" and type(caught.value).__name__ == "sqlml"
+
+
+def test_null_mode_does_not_hide_bad_settings(helper: ModuleType) -> None:
+    with pytest.raises(PlpyError, match="integer"):
+        helper.predict(FakePlpy({"on_error": "null", "timeout_ms": "soon"}), "lead", "{}")
