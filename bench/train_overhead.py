@@ -61,8 +61,9 @@ def main() -> None:
             time.sleep(0.05)
         bridge_s = time.perf_counter() - started
     assert record["state"] == "succeeded", record
+    metrics = record["metrics"]
     print(f"through the bridge (upload, job, fit) : {bridge_s:6.2f} s  (upload {uploaded_s:.2f} s, "
-          f"job_seconds {record['metrics']['job_seconds']:.2f} s, held-out AUC {record['metrics']['auc']:.4f})")  # fmt: skip
+          f"job_seconds {metrics['job_seconds']:.2f} s, held-out AUC {metrics['auc']:.4f})")  # fmt: skip
     print(f"bridge / raw: {bridge_s / raw_s:.2f}x")
 
 

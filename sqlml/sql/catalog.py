@@ -196,5 +196,6 @@ JOIN pg_catalog.pg_proc p ON p.proname = g.model
 JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace AND n.nspname = 'ml'
 JOIN pg_catalog.pg_type t ON t.oid = p.prorettype
 WHERE NOT p.proretset
+  AND NOT 'pg_catalog.record'::pg_catalog.regtype = ANY (p.proargtypes::oid[])  -- the row form, ml.<model>(t)
 ORDER BY p.proname
 """

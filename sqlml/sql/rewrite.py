@@ -304,7 +304,7 @@ def plan_batches(select: exp.Select, calls: list[exp.Dot], catalog: Catalog, nam
             continue
         function = model_function(call, catalog)
         assert function is not None
-        arguments = call_arguments(call)
+        arguments = row_form_arguments(call_arguments(call), function, select)
         if len(arguments) != len(function.inputs):
             raise Unsupported(f"ml.{function.name} called with {len(arguments)} argument(s)")
         model = function.model
@@ -331,6 +331,19 @@ def plan_batches(select: exp.Select, calls: list[exp.Dot], catalog: Catalog, nam
         number = naming.next()
         batches[key] = Batch(function, model, keys, f"{PREFIX}{number}", f"{PREFIX}in_{number}", by_object)
     return batches
+
+
+def row_form_arguments(arguments: list[exp.Expr], function: ModelFunction, select: exp.Select) -> list[exp.Expr]:
+    """The row form `ml.<model>(t)` over a source `t` of the SELECT, spelled as the typed call it
+    stands for: `ml.<model>(t.<input 1>, t.<input 2>, ...)` (other columns of t are not inputs)."""
+    if function.kind != "typed" or len(arguments) != 1:
+        return arguments
+    only = arguments[0]
+    if not (isinstance(only, exp.Column) and not only.table and only.name.lower() in _source_names(select)):
+        return arguments
+    if len(function.inputs) == 1 and only.name.lower() == function.inputs[0].name.lower():
+        return arguments  # a column named like the one input, not a row
+    return [exp.column(i.name, table=only.name) for i in function.inputs]
 
 
 def inputs_object(names: list[str], values: list[exp.Expr]) -> exp.Expr:

@@ -128,3 +128,17 @@ def test_connect_without_extension_runs_queries_as_written(standin_dsn: str) -> 
     with connect(standin_dsn.replace("dbname=sqlml_rw_", "dbname=postgres application_name=sqlml_rw_")) as connection:
         assert not connection.catalog.functions
         assert connection.execute("SELECT 1").fetchone() == (1,)
+
+
+@pytest.mark.postgres
+def test_the_row_form_is_batched_as_the_typed_call_it_stands_for(standin: Any) -> None:
+    """`ml.lead_score(l)` over a source `l` reads l's input columns: the rewrite spells it with them,
+    so the row form costs batch calls, not one call per row."""
+    row_form = "SELECT l.lead_id, ml.lead_score(l) AS p FROM leads l ORDER BY l.lead_id"
+    typed = "SELECT l.lead_id, ml.lead_score(l.mostype, l.maanthui, l.mgemomv) AS p FROM leads l ORDER BY l.lead_id"
+    result = rewrite(row_form, Catalog.from_connection(standin))
+    assert result.changed, result.reason
+    before = standin.execute("SELECT last_value FROM ml.per_row_calls").fetchone()[0]
+    batched = standin.execute(result.sql).fetchall()
+    assert standin.execute("SELECT last_value FROM ml.per_row_calls").fetchone()[0] == before
+    assert batched == standin.execute(typed).fetchall()
