@@ -30,6 +30,11 @@ def target_of(loaded: LoadedModel) -> tuple[FeaturePlan, str]:
             f'model "{manifest.name}" ({manifest.task}) cannot be evaluated here',
             hint="evaluate works on classification and regression models",
         )
+    if not hasattr(runtime, "scores"):
+        raise NotSupported(
+            f'model "{manifest.name}" is served from a model process (--model-processes), where evaluate does not run',
+            hint="serve xgboost models in the bridge's own process to evaluate them",
+        )
     plan = getattr(runtime, "plan", None)
     if plan is None:  # a version from before feature plans: numeric inputs, a boolean target
         signature = manifest.signature

@@ -390,12 +390,19 @@ def _read_labelled(state: BridgeState, call: BatchCall, loaded: LoadedModel, tar
         if columns is not None:
             labels = columns.pop(target, None)
         else:
-            labels = None if rows is None else [row.pop(target, None) for row in rows]
+            has_target = rows is not None and any(target in row for row in rows)
+            labels = [row.pop(target, None) for row in rows] if rows is not None and has_target else None
         if labels is None:
             raise InvalidInput(f'the rows have no target column "{target}" to compare with', detail={"target": target})
         types = {c.name: arrow_type(c.type) for c in loaded.manifest.signature.inputs}
         table, _shape = json_to_table(columns, rows, types)
-        table = table.append_column(target, pa.array(labels))
+        try:
+            table = table.append_column(target, pa.array(labels))
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            raise InvalidInput(
+                f'the target column "{target}" must hold values of one type, one a row',
+                detail={"target": target, "rows": table.num_rows, "targets": len(labels)},
+            ) from None
     _check_rows(state, table)
     return table
 

@@ -9,8 +9,9 @@ runtime, so training and serving cannot encode a column differently. Each input 
   support), the index of the value in the categories seen at training. A value that training
   never saw is a missing value, and counted (`unseen` of `matrix()`): a new product name must
   not fail a query that scores ten million rows;
-- `datetime` (a date or timestamp): its calendar parts, one matrix column each (`<name>_year`,
-  `_month`, `_day`, `_weekday`, `_yearday`, `_hour`).
+- `datetime` (a date or timestamp): its calendar parts, one matrix column each (`<name>__year`,
+  `__month`, `__day`, `__weekday`, `__yearday`, `__hour`), in UTC for a timestamp with a time
+  zone (the signature's `timestamp` carries none, so serving sees UTC too).
 
 NULL is a missing value everywhere (NaN in the matrix): XGBoost learns where missing values go,
 so a row with an unknown field still gets a score.
@@ -58,7 +59,7 @@ class Feature:
     @property
     def matrix_names(self) -> list[str]:
         if self.kind == "datetime":
-            return [f"{self.name}_{part}" for part in DATE_PARTS]
+            return [f"{self.name}__{part}" for part in DATE_PARTS]  # "__": no feature name has it
         return [self.name]
 
     @property
@@ -108,7 +109,7 @@ class FeaturePlan:
                 out[:, position] = _floats(codes)
                 position += 1
             elif feature.kind == "datetime":
-                stamps = column.cast(pa.timestamp("us")) if not pa.types.is_timestamp(column.type) else column
+                stamps = column.cast(pa.timestamp("us"))  # a zone's values are UTC instants: parts in UTC
                 for part in DATE_PARTS:
                     out[:, position] = _floats(_date_part(stamps, part))
                     position += 1
@@ -149,15 +150,19 @@ class FeaturePlan:
         )
 
     @classmethod
-    def load(cls, folder: Path, model: str) -> FeaturePlan | None:
-        """The plan stored in an artifact; None for an artifact from before plans (all numeric)."""
+    def load(cls, folder: Path, model: str, inputs: list[str]) -> FeaturePlan | None:
+        """The plan stored in an artifact, checked against the signature's `inputs`; None for an
+        artifact from before plans (all numeric)."""
         path = folder / PLAN_FILE
         if not path.is_file():
             return None
         try:
-            return cls.from_json(path.read_text())
-        except (ValueError, KeyError, TypeError) as exc:
+            plan = cls.from_json(path.read_text())
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ModelLoadError(f'model "{model}": its {PLAN_FILE} is unreadable ({exc})') from None
+        if [f.name for f in plan.features] != inputs or plan.task not in ("classification", "regression"):
+            raise ModelLoadError(f'model "{model}": its {PLAN_FILE} does not match its signature')
+        return plan
 
 
 def numeric_plan(names: list[str], types: list[ColumnType], task: TabularTask = "classification") -> FeaturePlan:

@@ -94,6 +94,8 @@ def validate(spec: JobSpec, rules: SourceRules) -> dict[str, str]:
         raise BadRequest("the training query has no feature columns besides the target")
     arrow_types = {name: _arrow_type(text) for name, text in types.items()}
     if spec.task in TABULAR_TASKS:
+        excluded = spec.params.get("exclude") or []
+        features = [f for f in features if f not in ([excluded] if isinstance(excluded, str) else excluded)]
         tabular.check_columns(arrow_types, spec.target, features, tabular.tabular_task(spec.task), spec.params)
     elif spec.task == "sentiment" and (len(features) != 1 or not pa.types.is_string(arrow_types[features[0]])):
         raise BadRequest(

@@ -105,7 +105,7 @@ class XGBoostRuntime(Runtime):
         booster = xgb.Booster()
         booster.load_model(str(path))
         signature = self.manifest.signature
-        plan = FeaturePlan.load(self.path, self.manifest.name)
+        plan = FeaturePlan.load(self.path, self.manifest.name, signature.input_names())
         width = len(plan.matrix_names) if plan is not None else len(signature.inputs)
         if booster.num_features() != width:
             raise ModelLoadError(

@@ -175,7 +175,13 @@ def plan_features(
     if missing:
         raise BadRequest(f"no column {', '.join(map(repr, missing))} in the training rows",
                          hint=f"columns: {', '.join(table.column_names)}")  # fmt: skip
-    table = table.filter(pc.is_valid(table.column(target)))
+    if features and (target in features or len(set(features)) != len(features)):
+        raise BadRequest(
+            "features must name distinct columns other than the target",
+            hint=f'the model predicts "{target}"; it cannot also read it',
+            detail={"features": features, "target": target},
+        )
+    table = table.filter(_has_value(table.column(target)))
     if table.num_rows < MIN_ROWS:
         raise TrainingError(f'{table.num_rows} rows have a value of "{target}"; training needs at least {MIN_ROWS}')
     chosen = list(features) if features else [c for c in table.column_names if c != target and c not in exclude]
@@ -194,6 +200,18 @@ def plan_features(
     return plan, labels
 
 
+def _has_value(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Rows whose target is neither NULL nor NaN (NaN is how pandas spells a missing number)."""
+    valid = pc.is_valid(column)
+    if pa.types.is_floating(column.type):
+        valid = pc.and_(valid, pc.invert(pc.is_nan(column)))
+    return valid
+
+
+# An id column by its name: `id`, `customer_id`, `order_key`, `uuid`, `rownames`.
+ID_NAME = re.compile(r"(?:^|_)(?:id|key|uuid|guid|rownames)\Z")
+
+
 def _feature(column: pa.ChunkedArray, name: str, params: dict[str, Any], explicit: bool) -> Feature | str:
     """The feature for a column, or (only for a column the caller did not name) why it is left out."""
     kind = column.type
@@ -204,30 +222,44 @@ def _feature(column: pa.ChunkedArray, name: str, params: dict[str, Any], explici
     if pa.types.is_boolean(kind):
         return Feature(name, "boolean")
     if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
-        if not explicit and pa.types.is_integer(kind) and _unique_per_row(column):
+        if not explicit and pa.types.is_integer(kind) and _looks_like_an_id(column, name):
             return "unique per row (an id); name it in features to use it"
+        if pa.types.is_floating(kind) and pc.any(pc.is_inf(column)).as_py():
+            raise BadRequest(f'column "{name}" holds infinite values', hint="replace them (NULL is a missing value)")
         return Feature(name, "number", integer=pa.types.is_integer(kind))
     if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
         return Feature(name, "datetime")
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        if not explicit and _unique_per_row(column):
+        if not explicit and _looks_like_an_id(column, name):
             return "unique per row (an id); name it in features to use it"
         values = pc.unique(column.drop_null())
         limit = int(params.get("max_categories", DEFAULT_MAX_CATEGORIES))
         present = len(column) - column.null_count
-        if len(values) > limit or (len(values) > 50 and len(values) > FREE_TEXT_SHARE * present):
+        # the share rule guesses; a column the caller named, or a limit the caller set, overrides it
+        guessing = not explicit and "max_categories" not in params
+        if len(values) > limit or (guessing and len(values) > 50 and len(values) > FREE_TEXT_SHARE * present):
             raise BadRequest(
                 f'column "{name}" holds {len(values)} distinct texts in {present} rows: too free-form to be a category',
                 hint=f'leave it out (params exclude: ["{name}"]) or score the text with a text model '
-                "(task 'sentiment'); a real category column with more values needs params max_categories",
+                "(task 'sentiment'); for a real category column, name it in features or raise params "
+                f"max_categories (now {limit})",
                 detail={"column": name, "distinct": len(values), "rows": present},
             )
         return Feature(name, "category", tuple(sorted(str(v) for v in values.to_pylist())))
     raise _unusable(name, kind)
 
 
-def _unique_per_row(column: pa.ChunkedArray) -> bool:
-    return len(column) >= MIN_ROWS and column.null_count == 0 and len(pc.unique(column)) == len(column)
+def _looks_like_an_id(column: pa.ChunkedArray, name: str) -> bool:
+    """Unique per row, and named like an id or (integers) consecutive: a measurement that happens
+    to differ on every row (an income in whole units) stays a feature."""
+    if len(column) < MIN_ROWS or column.null_count or len(pc.unique(column)) != len(column):
+        return False
+    if ID_NAME.search(name.lower()):
+        return True
+    if pa.types.is_integer(column.type):
+        low, high = pc.min_max(column).values()
+        return bool(high.as_py() - low.as_py() + 1 == len(column))
+    return False
 
 
 def _encode_target(
@@ -243,7 +275,10 @@ def _encode_target(
                 f'regression needs a numeric target; "{target}" is {kind}',
                 hint="use task 'classification' to predict labels",
             )
-        return (), None, np.asarray(column.cast(pa.float64()).to_numpy(zero_copy_only=False))
+        values = np.asarray(column.cast(pa.float64()).to_numpy(zero_copy_only=False))
+        if not np.all(np.isfinite(values)):
+            raise BadRequest(f'the target "{target}" holds infinite values', hint="filter or replace them")
+        return (), None, values
     if pa.types.is_floating(kind) or pa.types.is_decimal(kind):
         values = np.asarray(column.cast(pa.float64()).to_numpy(zero_copy_only=False))
         if not np.all(values == np.round(values)):
@@ -260,8 +295,11 @@ def _encode_target(
             _need_two(len(distinct), target, distinct)
             return ("false", "true"), None, values.astype(np.float64)
         labels = [str(v) for v in distinct.tolist()]
+        _need_two(len(labels), target, labels)
+        _not_one_class_a_row(len(labels), len(values), target)
         index = {v: i for i, v in enumerate(distinct.tolist())}
-        return tuple(labels), None, np.asarray([index[v] for v in values.tolist()], dtype=np.float64)
+        positive = labels[1] if len(labels) == 2 else None  # {1, 2}: the label, and the probability of 2
+        return tuple(labels), positive, np.asarray([index[v] for v in values.tolist()], dtype=np.float64)
     if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
         raise BadRequest(
             f'the target "{target}" has type {kind}; classification needs labels (text, integers, booleans)'
@@ -269,12 +307,24 @@ def _encode_target(
     texts = [str(v) for v in column.to_pylist()]
     classes = sorted(set(texts))
     _need_two(len(classes), target, classes)
+    _not_one_class_a_row(len(classes), len(texts), target)
     positive = None
     if len(classes) == 2:
         positive = _positive_class(classes, params.get("positive_class"), target)
         classes = [c for c in classes if c != positive] + [positive]  # the booster's class 1 is the positive one
     index = {c: i for i, c in enumerate(classes)}
     return tuple(classes), positive, np.asarray([index[t] for t in texts], dtype=np.float64)
+
+
+MAX_CLASSES = 200
+
+
+def _not_one_class_a_row(classes: int, rows: int, target: str) -> None:
+    if classes > MAX_CLASSES or classes > rows / 2:
+        raise BadRequest(
+            f'the target "{target}" has {classes} classes in {rows} rows: that is a value per row, not a label',
+            hint=f"use task 'regression' for a number; a classifier takes at most {MAX_CLASSES} classes",
+        )
 
 
 def _need_two(count: int, target: str, seen: Any) -> None:
@@ -340,7 +390,7 @@ def prepare(
     from sklearn.model_selection import train_test_split
 
     plan, labels = plan_features(table, target, features, task, params)
-    table = table.filter(pc.is_valid(table.column(target)))
+    table = table.filter(_has_value(table.column(target)))
     matrix, _ = plan.matrix(table)
     stratify = labels if task == "classification" else None
     if stratify is not None and np.min(np.unique(labels, return_counts=True)[1]) < 2:

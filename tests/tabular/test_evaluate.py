@@ -134,3 +134,16 @@ def test_a_model_that_is_not_tabular_cannot_be_evaluated(tmp_path: Path) -> None
     publish_fakes(registry, tmp_path, ("sentiment",))
     with pytest.raises(NotSupported, match="cannot be evaluated"):
         LocalClient(registry).evaluate("sentiment", pa.table({"text": ["fine"], "label": ["positive"]}))
+
+
+def test_the_route_answers_malformed_targets_with_a_client_error(store: Registry, churn: pd.DataFrame) -> None:
+    app = create_app(BridgeSettings(store=str(store.root), auth=False))
+    row = held_out(churn).drop(columns=["customer_id", "churn"]).head(2)
+    rows = row.astype(object).where(row.notna(), None).to_dict(orient="records")
+    with TestClient(app) as http:
+        mixed = http.post(
+            "/v1/models/churn/evaluate", json={"rows": [{**rows[0], "churn": "Yes"}, {**rows[1], "churn": 3}]}
+        )
+        missing = http.post("/v1/models/churn/evaluate", json={"rows": rows})
+    assert mixed.status_code == 422 and "one type" in mixed.json()["error"]["message"]
+    assert missing.status_code == 422 and 'no target column "churn"' in missing.json()["error"]["message"]

@@ -149,7 +149,7 @@ def test_timestamps_become_calendar_parts(tmp_path: Path) -> None:
     trained = train(frame, tmp_path, "busy")
     plan = trained.data.plan
     assert [f.kind for f in plan.features] == ["datetime", "number"]
-    assert "day_weekday" in plan.matrix_names
+    assert "day__weekday" in plan.matrix_names
     assert trained.manifest.metrics["auc"] > 0.95
     assert {c.name: c.type for c in trained.manifest.signature.inputs}["day"] == "timestamp"
 
@@ -199,3 +199,96 @@ def test_bad_input_gets_an_error_that_says_what_to_do(
         frame = frame.head(10)
     with pytest.raises(error, match=message):
         train(frame, tmp_path, target, task=task, **params)
+
+
+# -- what a hostile review found (each reproduced first) -------------------------------------------
+
+
+def _frame(rows: int = 400, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"x": rng.normal(size=rows), "y": rng.random(rows) < 0.5})
+
+
+def test_a_zoned_timestamp_is_split_in_utc_at_training_and_serving(tmp_path: Path) -> None:
+    stamps = pd.date_range("2024-01-01", periods=600, freq="37min", tz="America/New_York")
+    frame = pd.DataFrame({"at": stamps, "y": stamps.hour >= 12})  # the label is the New York hour
+    trained = train(frame, tmp_path / "m", "y", n_estimators=60)
+    store = Registry(tmp_path / "models")
+    served(trained, tmp_path / "m", store, "zoned")
+    from sqlml.bridge.client import LocalClient
+
+    # serving sees the signature's zone-less timestamp: the same instants, in UTC
+    rows = pa.table({"at": pa.array(stamps.tz_convert("UTC").tz_localize(None)), "y": frame["y"]})
+    result = LocalClient(store).evaluate("zoned", rows)
+    assert result["metrics"]["accuracy"] == pytest.approx(1.0, abs=0.02)
+
+
+def test_a_measurement_unique_per_row_stays_and_an_id_leaves(tmp_path: Path) -> None:
+    frame = _frame()
+    frame["income"] = np.arange(400) * 7 + 1000 + (frame["y"] * 5000)  # distinct on every row
+    frame["order_id"] = np.arange(400)
+    frame["seq"] = np.arange(10, 410)  # consecutive integers
+    plan = train(frame, tmp_path, "y", n_estimators=5).data.plan
+    assert "income" in [f.name for f in plan.features]
+    assert set(plan.dropped) == {"order_id", "seq"}
+
+
+def test_the_target_cannot_be_a_feature(tmp_path: Path) -> None:
+    with pytest.raises(BadRequest, match="distinct columns other than the target"):
+        train(_frame(), tmp_path, "y", features=["x", "y"])
+    with pytest.raises(BadRequest, match="distinct columns other than the target"):
+        train(_frame(), tmp_path, "y", features=["x", "x"])
+
+
+def test_calendar_parts_do_not_collide_with_columns(tmp_path: Path) -> None:
+    frame = _frame()
+    frame["created"] = pd.date_range("2020-01-01", periods=400, freq="D")
+    frame["created_year"] = 2020
+    plan = train(frame, tmp_path, "y", n_estimators=5).data.plan
+    assert "created__year" in plan.matrix_names and "created_year" in plan.matrix_names
+
+
+def test_infinite_values_and_nan_targets(tmp_path: Path) -> None:
+    frame = _frame()
+    frame.loc[3, "x"] = np.inf
+    with pytest.raises(BadRequest, match='column "x" holds infinite values'):
+        train(frame, tmp_path / "a", "y")
+    numbers = _frame()
+    numbers["v"] = numbers["x"] * 2
+    numbers.loc[:9, "v"] = np.nan  # missing targets: left out, not an XGBoost error
+    trained = train(numbers.drop(columns=["y"]), tmp_path / "b", "v", task="regression", n_estimators=5)
+    assert trained.data.rows == 390
+
+
+def test_a_named_category_column_is_not_called_free_text(tmp_path: Path) -> None:
+    frame = _frame(300)
+    frame["zip"] = [f"{10000 + i % 160}" for i in range(300)]
+    with pytest.raises(BadRequest, match="too free-form"):
+        train(frame, tmp_path / "a", "y", n_estimators=5)
+    assert (
+        train(frame, tmp_path / "b", "y", features=["x", "zip"], n_estimators=5).data.plan.features[1].kind
+        == "category"
+    )
+    assert train(frame, tmp_path / "c", "y", max_categories=500, n_estimators=5).data.plan.has_categories
+
+
+def test_two_integer_labels_give_the_label_and_one_class_per_row_is_refused(tmp_path: Path) -> None:
+    frame = _frame()
+    frame["grade"] = np.where(frame["y"], 2, 1)
+    trained = train(frame.drop(columns=["y"]), tmp_path / "a", "grade", n_estimators=5)
+    assert trained.manifest.signature.output_names() == ["label", "probability"]
+    assert trained.data.plan.positive == "2"
+    frame["ticket"] = [f"t{i}" for i in range(len(frame))]
+    with pytest.raises(BadRequest, match="a value per row, not a label"):
+        train(frame.drop(columns=["y", "grade"]), tmp_path / "b", "ticket")
+
+
+def test_a_plan_that_disagrees_with_the_signature_does_not_load(churn_model: TrainedTabular, tmp_path: Path) -> None:
+    from sqlml.errors import ModelLoadError
+
+    plan = churn_model.data.plan
+    folder = tmp_path / "tampered"
+    folder.mkdir()
+    (folder / "features.json").write_text(plan.to_json().replace('"tenure"', '"tenure2"', 1))
+    with pytest.raises(ModelLoadError, match="does not match its signature"):
+        FeaturePlan.load(folder, "churn", [f.name for f in plan.features])
