@@ -381,12 +381,19 @@ async def evaluate(model: str, request: Request) -> dict[str, Any]:
 
 
 def _read_labelled(state: BridgeState, call: BatchCall, loaded: LoadedModel, target: str) -> pa.Table:
-    """The inputs typed by the signature, plus the target column with its JSON types inferred."""
+    """The inputs typed by the signature, plus the target column with its JSON types inferred; other
+    columns (keys, notes) are left out, as `SELECT *` over a test table brings them."""
+    keep = {*loaded.manifest.signature.input_names(), target}
     if is_arrow(call.content_type):
         table = read_ipc(call.body)
+        table = table.select([c for c in table.column_names if c in keep])
     else:
         payload = _parse_json(call.body, schemas.EvaluateRequest)
         columns, rows = payload.columns, payload.rows
+        if columns is not None:
+            columns = {k: v for k, v in columns.items() if k in keep}
+        if rows is not None:
+            rows = [{k: v for k, v in row.items() if k in keep} for row in rows]
         if columns is not None:
             labels = columns.pop(target, None)
         else:

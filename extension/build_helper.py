@@ -31,6 +31,7 @@ SHARED = [
     "sqlml/sql/reserved.py",
     "sqlml/sql/sqlstates.py",
     "sqlml/sql/spec.py",
+    "sqlml/sql/evaluation_rows.py",
 ]
 # Each module imports only from those before it (the build checks it).
 HELPER = [
@@ -47,6 +48,7 @@ HELPER = [
         "batch_scoring",  # ml.predict_batch, ml.sentiment_batch, ml._predict_rows
         "query_scoring",  # ml.predict_query
         "explain_forecast",  # ml.explain, ml.forecast
+        "evaluate",  # ml.evaluate
         "function_ddl",  # the DDL of the typed functions
         "sync",  # ml.sync()
         "lifecycle",  # ml.models, ml.health, ml.deploy, ml.rollback
