@@ -300,7 +300,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
     components = schema.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
-    for model in (api_schemas.PredictRequest, api_schemas.ExplainRequest):
+    for model in (api_schemas.PredictRequest, api_schemas.ExplainRequest, api_schemas.EvaluateRequest):
         body: dict[str, Any] = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(body.pop("$defs", {}))
         schemas[model.__name__] = body

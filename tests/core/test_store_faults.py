@@ -78,7 +78,8 @@ def test_a_truncated_manifest_is_listed_with_its_error_and_the_others_as_usual(
     rows = listing(http)
     assert sorted(rows) == ["a", "b", "c"]
     assert rows["b"]["task"] == "regression" and "error" not in rows["b"]
-    assert rows["c"]["signature"]["outputs"] == [{"name": "total", "type": "double", "description": ""}]
+    total = {"name": "total", "type": "double", "description": "", "nullable": False}
+    assert rows["c"]["signature"]["outputs"] == [total]
     error = rows["a"]["error"]
     assert error["code"] == "store_corrupt"
     assert error["detail"] == {"fault": "store_corrupt", "model": "a", "version": 2, "file": "a/2/manifest.json"}

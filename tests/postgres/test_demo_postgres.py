@@ -124,6 +124,32 @@ def test_walkthrough_runs_in_psql(
     assert "ERROR" not in result.stderr
 
 
+def test_the_same_sql_text_scores_the_same_in_duckdb(
+    demo_run: subprocess.CompletedProcess[str], demo_dsn: str, demo_home: Path
+) -> None:
+    """The README's calls, as written, on both engines: the row form `ml.lead_score(l)` in PostgreSQL
+    (through the bridge) and in DuckDB (embedded, over the same store) give the same numbers, and
+    so does `ml.predict_query` over `SELECT *` (ids and the target left out)."""
+    from sqlml.bridge.client import LocalClient
+    from sqlml.bridge.registry import Registry
+    from sqlml.udfs import register
+
+    assert demo_run.returncode == 0, demo_run.stderr[-3000:]
+    sql = "SELECT lead_id, ml.lead_score(l) AS p FROM leads l ORDER BY lead_id LIMIT 200"
+    with psycopg.connect(demo_dsn) as conn:
+        in_postgres = conn.execute(sql).fetchall()
+        by_query = dict(conn.execute(
+            "SELECT key::bigint, (result->>'probability')::float8 "
+            "FROM ml.predict_query('lead_score', 'SELECT * FROM leads WHERE lead_id <= 200', 'lead_id')"
+        ).fetchall())  # fmt: skip
+    with duckdb.connect(str(demo_home / "demo.duckdb"), read_only=True) as duck:
+        register(duck, LocalClient(Registry(demo_home / "models")))
+        in_duckdb = duck.execute(sql).fetchall()
+    assert [k for k, _ in in_duckdb] == [k for k, _ in in_postgres] and len(in_postgres) == 200
+    assert [p for _, p in in_duckdb] == pytest.approx([p for _, p in in_postgres], rel=1e-6)
+    assert [by_query[k] for k, _ in in_postgres] == pytest.approx([p for _, p in in_postgres], rel=1e-6)
+
+
 def test_a_second_run_refreshes_what_the_first_made(
     demo_run: subprocess.CompletedProcess[str], demo_home: Path, demo_bridge: DemoBridge, demo_dsn: str
 ) -> None:

@@ -21,7 +21,7 @@ FORECAST_START = datetime(2010, 11, 26, 22)
 class KeywordSentiment(Runtime):
     """Labels a text by keyword; empty or blank text gets NULL outputs, like the real model."""
 
-    name = "fake_sentiment"
+    name = "fake_keyword_sentiment"
 
     def load(self) -> None:
         pass
@@ -138,7 +138,7 @@ def col(name: str, type_: str) -> Column:
 MANIFESTS = {
     "sentiment": Manifest(
         name="sentiment",
-        runtime="fake_sentiment",
+        runtime="fake_keyword_sentiment",
         task="sentiment",
         signature=Signature(inputs=[col("text", "text")], outputs=[col("label", "text"), col("confidence", "double")]),
         metrics={"auc": 0.9},
