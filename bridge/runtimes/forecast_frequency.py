@@ -69,19 +69,23 @@ class Frequency:
     def bucket(self, ts: pd.DatetimeIndex) -> pd.DatetimeIndex:
         """The start of the step each timestamp falls in."""
         if self.offset in ("MS", "QS"):
-            return pd.DatetimeIndex(ts.to_period(self.offset[0]).to_timestamp()).astype("datetime64[us]")
+            return _microseconds(ts.to_period(self.offset[0]).to_timestamp())
         if self.offset.startswith("W-"):
             anchor = WEEKDAYS.index(self.offset[2:])
             days = pd.to_timedelta((ts.dayofweek - anchor) % 7, unit="D")
-            return pd.DatetimeIndex(ts.normalize() - days).astype("datetime64[us]")
-        return pd.DatetimeIndex(ts.floor(self.offset)).astype("datetime64[us]")
+            return _microseconds(ts.normalize() - days)
+        return _microseconds(ts.floor(self.offset))
 
     def grid(self, start: pd.Timestamp, end: pd.Timestamp) -> pd.DatetimeIndex:
-        return pd.date_range(start, end, freq=self.offset).astype("datetime64[us]")
+        return _microseconds(pd.date_range(start, end, freq=self.offset))
 
     def after(self, last: pd.Timestamp, steps: int) -> pd.DatetimeIndex:
         """The `steps` timestamps that follow `last`, one step apart."""
-        return pd.DatetimeIndex(pd.date_range(last, periods=steps + 1, freq=self.offset)[1:]).astype("datetime64[us]")
+        return _microseconds(pd.date_range(last, periods=steps + 1, freq=self.offset)[1:])
+
+
+def _microseconds(index: pd.Index) -> pd.DatetimeIndex:  # type: ignore[type-arg]
+    return pd.DatetimeIndex(pd.DatetimeIndex(index).astype("datetime64[us]"))
 
 
 def minutes(step: int) -> Frequency:

@@ -91,7 +91,7 @@ def train_forecast(
     series = list(wide.columns)
     observations = len(wide)
     first_target = step.history - 1
-    needed = _needed_history(step, validation_fraction, test_fraction)
+    needed = needed_history(step, validation_fraction, test_fraction)
     if observations < needed:
         raise TrainingError(
             f"not enough history: {observations} {step.name} observations a series; need at least {needed} "
@@ -147,6 +147,7 @@ def train_forecast(
         frequency=step.offset,
     )
     demo = data is None
+    unit_text = "kWh used in the hour starting at ts" if demo else f"the value of the {step.unit} starting at ts"
     manifest = Manifest(
         name=name,
         runtime="forecast",
@@ -168,7 +169,7 @@ def train_forecast(
                 Column(
                     name="value",
                     type="double",
-                    description="kWh used in the hour starting at ts" if demo else f"the value of the {step.unit} starting at ts",
+                    description=unit_text,
                 ),
             ],
         ),
@@ -252,7 +253,7 @@ def _wide(
     return wide[known + sorted(c for c in wide.columns if c not in SERIES)], step
 
 
-def _needed_history(step: Frequency, validation_fraction: float, test_fraction: float) -> int:
+def needed_history(step: Frequency, validation_fraction: float, test_fraction: float) -> int:
     """The fewest steps a series needs: the warm-up, then `min_split` targets in each split."""
     train_share = 1.0 - validation_fraction - test_fraction
     if train_share <= 0 or validation_fraction <= 0 or test_fraction <= 0:
@@ -267,8 +268,10 @@ def _splits_fit(count: int, step: Frequency, validation_fraction: float, test_fr
     validation_start = int(count * (1.0 - test_fraction - validation_fraction))
     test_start = int(count * (1.0 - test_fraction))
     least = step.min_split
-    return validation_start - (step.history - 1) >= least and test_start - validation_start >= least and (
-        count - test_start >= least
+    return (
+        validation_start - (step.history - 1) >= least
+        and test_start - validation_start >= least
+        and (count - test_start >= least)
     )
 
 
