@@ -1,9 +1,11 @@
-"""Forecast jobs: hourly quantile models from a (time, series, value) query, one global or per series.
+"""Forecast jobs: quantile models from a (time, series, value) query, one global or per series.
 
 The rows become the long frame `sqlml.bridge.training.forecast.train_forecast` reads (`ts`,
 `series`, `value`; the spec's target is the value, `params.time_column` / `params.series_column`
 name the others, default `ts` / `series`; no series column means one series named after the
-target). That trainer publishes into a registry, so each fit publishes into a scratch registry in
+target). The frequency is inferred from the timestamps unless `params.frequency` names it;
+`params.aggregate` (sum, mean, …) buckets rows into its steps and `params.fill` fills missing
+steps. That trainer publishes into a registry, so each fit publishes into a scratch registry in
 a temporary folder and the job copies the artifact out: the real registry only ever sees finished
 versions, with the job's lineage.
 
@@ -41,6 +43,9 @@ TRAINER_PARAMS = frozenset(
         "validation_fraction",
         "test_fraction",
         "seed",
+        "frequency",
+        "aggregate",
+        "fill",
     }
 )
 
@@ -72,7 +77,7 @@ def long_frame(spec: JobSpec, table: pa.Table) -> pd.DataFrame:
     time_column, series_column = column_names(spec)
     ts = pd.to_datetime(table[time_column].to_pandas())
     if ts.dt.tz is not None:
-        ts = ts.dt.tz_convert(None)  # UTC wall clock: the forecast runtime works in naive hours
+        ts = ts.dt.tz_convert(None)  # UTC wall clock: the forecast runtime works in naive wall-clock steps
     series = table[series_column].to_pandas().astype(str) if series_column in table.column_names else spec.target
     frame = pd.DataFrame({"ts": ts, "series": series, "value": table[spec.target].to_pandas().astype("float64")})
     return frame.dropna()

@@ -182,14 +182,24 @@ def execute(job_id: str, store: JobStore, registry: Registry, rules: SourceRules
 
 
 def apply_policy(registry: Registry, spec: JobSpec, stored: Manifest) -> tuple[bool, str]:
-    """Move `spec.alias` to the new version when the policy says so; returns (promoted, why)."""
+    """Move `spec.alias` to the new version when the policy says so; returns (promoted, why).
+
+    `if_better` never promotes a forecast that loses to its seasonal-naive baseline
+    (`beats_seasonal_naive` 0: its p50 MAE is not below the naive forecast's), not even a first
+    version; `always` promotes it and `never` does not, and both say that it loses.
+    """
+    loses = baseline_loss(stored)
     if spec.promote == "never":
-        return False, "not promoted (promote = never)"
+        return False, "not promoted (promote = never)" + (f"; {loses}" if loses else "")
     aliases = registry.aliases(stored.name)
-    if spec.promote == "always" or spec.alias not in aliases:
+    if spec.promote == "always":
         registry.set_alias(stored.name, spec.alias, stored.version)
-        first = "" if spec.promote == "always" else f" (no {spec.alias} version yet)"
-        return True, f"promoted to {spec.alias}{first}"
+        return True, f"promoted to {spec.alias}" + (f"; {loses}" if loses else "")
+    if loses:
+        return False, f"not promoted: {loses}"
+    if spec.alias not in aliases:
+        registry.set_alias(stored.name, spec.alias, stored.version)
+        return True, f"promoted to {spec.alias} (no {spec.alias} version yet)"
     metric = spec.promotion_metric()
     incumbent = registry.manifest(stored.name, aliases[spec.alias]).metrics.get(metric)
     candidate = stored.metrics.get(metric)
@@ -200,6 +210,15 @@ def apply_policy(registry: Registry, spec: JobSpec, stored: Manifest) -> tuple[b
         before = "none" if incumbent is None else f"{incumbent:.4g}"
         return True, f"promoted to {spec.alias}: {metric} {candidate:.4g} vs {before}"
     return False, f"not promoted: {metric} {candidate:.4g} does not beat {spec.alias}'s {incumbent:.4g}"
+
+
+def baseline_loss(stored: Manifest) -> str:
+    """Why a forecast loses to the seasonal-naive forecast on its test split; "" when it does not."""
+    metrics = stored.metrics
+    if "beats_seasonal_naive" not in metrics or metrics["beats_seasonal_naive"] >= 1.0:
+        return ""
+    mae, naive = metrics.get("mae", float("nan")), metrics.get("mae_seasonal_naive", float("nan"))
+    return f"it loses to the seasonal-naive forecast (MAE {mae:.4g} vs {naive:.4g}, beats_seasonal_naive = 0)"
 
 
 # -- the bridge's side ---------------------------------------------------------------------------

@@ -1,15 +1,17 @@
-"""The forecast runtime: probabilistic hourly forecasts up to a week ahead from stored history.
+"""The forecast runtime: probabilistic forecasts at the model's frequency, from stored history.
 
 One global XGBoost model predicts a grid of quantiles (`reg:quantileerror`) for every series at
 once (the series is a feature, targets are scaled per series); a second, squared-error model
-gives the mean. Every feature of a target hour is computable from history alone for any step up to
-`MAX_HORIZON` (calendar, values a week or more back, same-hour means, levels at the origin), so a
-168-hour forecast is one vectorised predict, not a recursion.
+gives the mean. Every feature of a target step is computable from history alone for any step up
+to the frequency's `max_horizon` (calendar, values a season or more back, same-position means,
+levels at the origin), so a whole forecast is one vectorised predict, not a recursion. The
+frequency (`forecast_frequency.py`) sets the cycles, the horizon bound and the output timestamps;
+for daily and coarser steps targets are relative to the level at the origin, so trends carry on.
 
-The artifact (`quantiles.json`, `mean.json`, `forecast.json`) carries the last `HISTORY_HOURS` of
-each series, per-series scales, and the conformal offsets measured on a validation split. A
-forecast starts the hour after the stored history ends. Any quantile from p1 to p99 is linearly
-interpolated between the (sorted, hence monotone) grid quantiles.
+The artifact (`quantiles.json`, `mean.json`, `forecast.json`) carries the last
+`frequency.history` steps of each series, per-series scales, and the conformal offsets measured
+on a validation split. A forecast starts the step after the stored history ends. Any quantile
+from p1 to p99 is linearly interpolated between the (sorted, hence monotone) grid quantiles.
 """
 
 from __future__ import annotations
@@ -25,33 +27,28 @@ import pyarrow as pa
 import xgboost as xgb
 
 from sqlml.bridge.runtimes.base import Runtime
+from sqlml.bridge.runtimes.forecast_frequency import HOURLY, Frequency, named
 from sqlml.errors import InvalidInput, ModelLoadError, close_names
 
 QUANTILES_FILE = "quantiles.json"
 MEAN_FILE = "mean.json"
 META_FILE = "forecast.json"
-MAX_HORIZON = 168
-WEEK = 168
+MAX_HORIZON = HOURLY.max_horizon  # the hourly bound; other frequencies carry their own
 DEFAULT_QUANTILES = ("p10", "p50", "p90")
-FEATURES = (
-    "series",
-    "hour",
-    "weekday",
-    "day_of_year",
-    "horizon",
-    "lag_168",
-    "lag_336",
-    "same_hour_last_day",
-    "same_hour_mean_7d",
-    "same_hour_of_week_mean_4w",
+VALUE_FEATURES = (
+    "lag_season",
+    "lag_2_seasons",
+    "same_cycle_last",
+    "same_cycle_mean",
+    "same_season_mean",
     "last_value",
-    "mean_24h",
-    "mean_168h",
-    "std_168h",
-    "mean_672h",
+    "mean_cycle",
+    "mean_season",
+    "std_season",
+    "mean_window",
 )
-# The deepest look-back: the 672-hour level at an origin 168 hours before the target.
-HISTORY_HOURS = 672 + MAX_HORIZON
+HISTORY_HOURS = HOURLY.history
+LEVEL_FLOOR = 0.05  # in series-scale units: a near-zero origin level must not blow targets up
 OUTPUT_SCHEMA = pa.schema(
     [
         pa.field("series", pa.string()),
@@ -66,42 +63,78 @@ FloatMatrix = np.ndarray[Any, np.dtype[np.float32]]
 IntArray = np.ndarray[Any, np.dtype[np.int64]]
 
 
+def feature_names(frequency: Frequency = HOURLY) -> list[str]:
+    return ["series", *frequency.calendar, "horizon", *VALUE_FEATURES]
+
+
+def _calendar(times: pd.DatetimeIndex, name: str) -> np.ndarray[Any, Any]:
+    values = {
+        "minute_of_day": lambda: times.hour * 60 + times.minute,
+        "hour": lambda: times.hour,
+        "weekday": lambda: times.dayofweek,
+        "day_of_month": lambda: times.day,
+        "day_of_year": lambda: times.dayofyear,
+        "week_of_year": lambda: times.isocalendar().week.to_numpy(),
+        "month": lambda: times.month,
+        "quarter": lambda: times.quarter,
+    }[name]()
+    return np.asarray(values, dtype=np.float64)
+
+
+def origin_level(values: np.ndarray[Any, Any], targets: IntArray, horizons: IntArray, frequency: Frequency) -> Any:
+    """What targets and value features are divided by: the mean absolute level over the season
+    ending at the origin for relative frequencies, 1 otherwise."""
+    if not frequency.relative:
+        return np.ones(len(targets), dtype=np.float64)
+    sums = np.concatenate([[0.0], np.cumsum(np.abs(values))])
+    origin = targets - horizons
+    level = (sums[origin + 1] - sums[origin + 1 - frequency.season]) / frequency.season
+    return np.maximum(level, LEVEL_FLOOR)
+
+
 def horizon_features(
     values: np.ndarray[Any, np.dtype[np.float64]],
     targets: IntArray,
     horizons: IntArray,
     target_times: pd.DatetimeIndex,
     series_code: int,
+    frequency: Frequency = HOURLY,
 ) -> FloatMatrix:
-    """The `FEATURES` matrix for target hours `targets` (indices into `values`, possibly past its
-    end) forecast `horizons` hours ahead: only `values[: target - horizon + 1]` is looked at."""
+    """The `feature_names(frequency)` matrix for target steps `targets` (indices into `values`,
+    possibly past its end) forecast `horizons` steps ahead: only `values[: target - horizon + 1]`
+    is looked at. Lags reach back whole cycles/seasons to the latest one already observed."""
+    cycle, season = frequency.cycle, frequency.season
     cumulative = np.concatenate([[0.0], np.cumsum(values)])
     squares = np.concatenate([[0.0], np.cumsum(values * values)])
-    origin = targets - horizons  # the last observed hour
+    origin = targets - horizons  # the last observed step
 
-    def window_mean(sums: np.ndarray[Any, Any], hours: int) -> np.ndarray[Any, Any]:
-        return np.asarray((sums[origin + 1] - sums[origin + 1 - hours]) / hours)
+    def window_mean(sums: np.ndarray[Any, Any], steps: int) -> np.ndarray[Any, Any]:
+        return np.asarray((sums[origin + 1] - sums[origin + 1 - steps]) / steps)
 
-    days_back = (horizons + 23) // 24  # the latest same hour of day that is already observed
-    same_hour_7d = np.mean([values[targets - 24 * (days_back + k)] for k in range(7)], axis=0)
-    mean_168 = window_mean(cumulative, WEEK)
-    variance_168 = np.maximum(window_mean(squares, WEEK) - mean_168 * mean_168, 0.0)
+    cycles_back = (horizons + cycle - 1) // cycle  # the latest same position in the cycle observed
+    seasons_back = (horizons + season - 1) // season
+    mean_season = window_mean(cumulative, season)
+    variance_season = np.maximum(window_mean(squares, season) - mean_season * mean_season, 0.0)
+    value_columns = [
+        values[targets - season * seasons_back],
+        values[targets - season * (seasons_back + 1)],
+        values[targets - cycle * cycles_back],
+        np.mean([values[targets - cycle * (cycles_back + k)] for k in range(frequency.cycle_count)], axis=0),
+        np.mean([values[targets - season * (seasons_back + k)] for k in range(frequency.season_count)], axis=0),
+        values[origin],
+        window_mean(cumulative, cycle),
+        mean_season,
+        np.sqrt(variance_season),
+        window_mean(cumulative, frequency.window),
+    ]
+    if frequency.relative:
+        level = origin_level(values, targets, horizons, frequency)
+        value_columns = [column / level for column in value_columns]
     columns = [
         np.full(len(targets), series_code, dtype=np.float64),
-        target_times.hour.to_numpy(dtype=np.float64),
-        target_times.dayofweek.to_numpy(dtype=np.float64),
-        target_times.dayofyear.to_numpy(dtype=np.float64),
+        *(_calendar(target_times, name) for name in frequency.calendar),
         horizons.astype(np.float64),
-        values[targets - WEEK],
-        values[targets - 2 * WEEK],
-        values[targets - 24 * days_back],
-        same_hour_7d,
-        np.mean([values[targets - WEEK * k] for k in range(1, 5)], axis=0),
-        values[origin],
-        window_mean(cumulative, 24),
-        mean_168,
-        np.sqrt(variance_168),
-        window_mean(cumulative, 4 * WEEK),
+        *value_columns,
     ]
     return np.column_stack(columns).astype(np.float32)
 
@@ -141,8 +174,9 @@ class ForecastMeta:
     scales: dict[str, float]
     offsets: dict[str, list[float]]  # per series, per grid quantile, in scaled units
     nonnegative: dict[str, bool]
-    history_end: str  # ISO timestamp of the last stored hour
-    history: dict[str, list[float]]  # the last HISTORY_HOURS values of each series (kWh)
+    history_end: str  # ISO timestamp of the last stored step
+    history: dict[str, list[float]]  # the last `frequency.history` values of each series
+    frequency: str = "h"  # the pandas alias of the step (`Frequency.offset`); older artifacts are hourly
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__)
@@ -172,13 +206,14 @@ class ForecastRuntime(Runtime):
             # where a busy machine's OpenMP pool took 50+ ms for 24 rows (measured)
             booster.set_param({"nthread": 1})
         self.history_end = pd.Timestamp(self.meta.history_end)
+        self.frequency = named(self.meta.frequency)
         self.quantile_model, self.mean_model = quantile_model, mean_model
 
     def unload(self) -> None:
         self.quantile_model = self.mean_model = None
 
     def predict(self, batch: pa.Table) -> pa.Table:
-        """Row-wise calls (series, horizon, quantile) -> the forecast for the horizon's last hour.
+        """Row-wise calls (series, horizon, quantile) -> the forecast for the horizon's last step.
 
         `forecast()` is the set-returning form engines use; this keeps `ml.predict` working too.
         """
@@ -198,7 +233,7 @@ class ForecastRuntime(Runtime):
         labels = list(dict.fromkeys(str(q).strip().lower() for q in (quantiles or DEFAULT_QUANTILES)))
         levels = [parse_quantile(label) for label in labels]
         steps = np.arange(1, horizon + 1, dtype=np.int64)
-        times = pd.DatetimeIndex(self.history_end + pd.to_timedelta(steps, unit="h"))
+        times = self.frequency.after(self.history_end, horizon)
         blocks = []
         for name in chosen:
             values = self._series_values(name, steps, times, levels)  # (horizon, len(levels))
@@ -221,10 +256,12 @@ class ForecastRuntime(Runtime):
         scale = self.meta.scales[name]
         history = np.asarray(self.meta.history[name], dtype=np.float64) / scale
         targets = len(history) - 1 + steps
-        features = horizon_features(history, targets, steps, times, self.meta.series.index(name))
+        code, frequency = self.meta.series.index(name), self.frequency
+        features = horizon_features(history, targets, steps, times, code, frequency)
+        level = origin_level(history, targets, steps, frequency) * scale
         grid_values = np.asarray(self.quantile_model.inplace_predict(features), dtype=np.float64)
-        grid_values = np.sort(grid_values + np.asarray(self.meta.offsets[name]), axis=1) * scale
-        mean = np.asarray(self.mean_model.inplace_predict(features), dtype=np.float64) * scale
+        grid_values = np.sort(grid_values + np.asarray(self.meta.offsets[name]), axis=1) * level[:, None]
+        mean = np.asarray(self.mean_model.inplace_predict(features), dtype=np.float64) * level
         if self.meta.nonnegative.get(name, False):
             grid_values, mean = np.maximum(grid_values, 0.0), np.maximum(mean, 0.0)
         columns = [mean if level is None else interpolate_quantiles(grid_values, self.grid, level) for level in levels]
@@ -251,10 +288,13 @@ class ForecastRuntime(Runtime):
         # 48.0 arrives from JSON clients and DOUBLE columns: a whole number is fine, 1.5 is not
         whole = isinstance(horizon, (int, np.integer)) or (isinstance(horizon, float) and horizon.is_integer())
         if isinstance(horizon, bool) or not whole:
-            raise InvalidInput(f"horizon must be a whole number of hours, got {horizon!r}")
-        if not 1 <= int(horizon) <= MAX_HORIZON:
+            raise InvalidInput(f"horizon must be a whole number of {self.frequency.units}, got {horizon!r}")
+        bound = self.frequency.max_horizon
+        if not 1 <= int(horizon) <= bound:
             raise InvalidInput(
-                f"horizon must be between 1 and {MAX_HORIZON} hours, got {horizon}",
-                detail={"horizon": int(horizon), "max": MAX_HORIZON},
+                f"horizon must be between 1 and {bound} {self.frequency.units} "
+                f"for a {self.frequency.name} model, got {horizon}",
+                hint=f"a {self.frequency.name} forecast reaches at most {bound} {self.frequency.units} ahead",
+                detail={"horizon": int(horizon), "max": bound, "frequency": self.frequency.name},
             )
         return int(horizon)

@@ -1,9 +1,13 @@
-"""Train the `household_power` forecast model: XGBoost quantile regression, conformally calibrated.
+"""Train forecast models (the demo's `household_power`): XGBoost quantile regression, conformally calibrated.
 
-The hourly history is split in time: targets in the first 60 % fit the models, the next 20 %
-(validation) calibrate them, the last 20 % (test) measure them and are never used otherwise. Each
-target hour is paired with a random horizon from 1 to 168 hours, so every step of a week-ahead
-forecast is trained and tested. Calibration is conformalized quantile regression, one-sided per
+The series are put on a regular grid of their frequency (inferred from the timestamps or named in
+`frequency`; see `runtimes/forecast_frequency.py`), then split in time: targets in the first 60 %
+fit the models, the next 20 % (validation) calibrate them, the last 20 % (test) measure them and
+are never used otherwise. Each target step is paired with a random horizon from 1 to the
+frequency's bound (several when the series are short), so every step of a forecast is trained
+and tested. The test split also measures the seasonal-naive forecast (same position one season
+back): `beats_seasonal_naive` is 1 when the model's p50 has the lower MAE, and promotion refuses
+a version that does not. Calibration is conformalized quantile regression, one-sided per
 grid quantile and series: the offset that makes the validation residuals cover exactly that
 quantile is added to the model's prediction.
 
@@ -24,15 +28,15 @@ import xgboost as xgb
 from sqlml.bridge.manifest import Column, Manifest, Signature
 from sqlml.bridge.registry import Registry
 from sqlml.bridge.runtimes.forecast import (
-    FEATURES,
-    HISTORY_HOURS,
-    MAX_HORIZON,
     MEAN_FILE,
     META_FILE,
     QUANTILES_FILE,
     ForecastMeta,
+    feature_names,
     horizon_features,
+    origin_level,
 )
+from sqlml.bridge.runtimes.forecast_frequency import Frequency, regular_wide
 from sqlml.bridge.training.common import artifact_dir, data_fingerprint, progress_bar, xgboost_progress
 from sqlml.data.power import SERIES, SOURCE, load_power_hourly
 from sqlml.errors import TrainingError
@@ -50,6 +54,8 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "colsample_bytree": 0.8,
     "max_bin": 128,
 }
+# Short series get several horizons a target, up to about this many training rows in all.
+TARGET_ROWS = 4_000
 
 
 def train_forecast(
@@ -64,6 +70,9 @@ def train_forecast(
     quantile_grid: tuple[float, ...] = DEFAULT_GRID,
     max_train_rows: int | None = 40_000,
     seed: int = 0,
+    frequency: str | None = None,
+    aggregate: str | None = None,
+    fill: str | None = None,
     **params: Any,
 ) -> Manifest:
     """Fit, calibrate, test and publish a forecast model; returns the stored manifest.
@@ -71,26 +80,31 @@ def train_forecast(
     `data` is a long frame like `load_power_hourly()` (ts, series, value); None loads the demo
     data. `quantile_grid` must hold 0.1, 0.5 and 0.9 and should span 0.01–0.99 (levels outside it
     are clamped to its ends). `max_train_rows` subsamples the training rows (None keeps all).
+    `frequency` names the step (default: inferred); `aggregate` (sum, mean, …) buckets rows into
+    steps, `fill` (interpolate, zero) fills missing steps; without them either is an error.
     `params` override `DEFAULT_PARAMS` (`n_estimators`, `max_depth`, `learning_rate`, …).
     """
     grid = _check_grid(quantile_grid)
     started = time.perf_counter()
     frame = load_power_hourly() if data is None else data
-    wide = _wide_hourly(frame)
+    wide, step = _wide(frame, frequency, aggregate, fill)
     series = list(wide.columns)
-    hours = len(wide)
-    validation_start = int(hours * (1.0 - test_fraction - validation_fraction))
-    test_start = int(hours * (1.0 - test_fraction))
-    first_target = HISTORY_HOURS - 1
-    if validation_start - first_target < 50 or test_start - validation_start < 50 or hours - test_start < 50:
+    observations = len(wide)
+    first_target = step.history - 1
+    needed = needed_history(step, validation_fraction, test_fraction)
+    if observations < needed:
         raise TrainingError(
-            f"not enough history: {hours} hours; need at least {first_target + 150} "
-            f"(a {HISTORY_HOURS}-hour warm-up and 50 hours for each of train, validation and test)"
+            f"not enough history: {observations} {step.name} observations a series; need at least {needed} "
+            f"(a {step.history}-{step.unit} warm-up, then {step.min_split} {step.units} or more for each of "
+            f"train, validation and test)",
+            detail={"observations": observations, "needed": needed, "frequency": step.name},
         )
+    validation_start = int(observations * (1.0 - test_fraction - validation_fraction))
+    test_start = int(observations * (1.0 - test_fraction))
     settings = {**DEFAULT_PARAMS, **params}
     n_rounds = int(settings.pop("n_estimators"))
     scales = {s: _scale(wide[s].to_numpy()[:validation_start]) for s in series}
-    rows = _samples(wide, scales, first_target, np.random.default_rng(seed))
+    rows = _samples(wide, scales, step, first_target, np.random.default_rng(seed))
     rng = np.random.default_rng(seed + 1)
     train, validation, test = (
         _at_most(rows.subset(rows.target < validation_start), max_train_rows, rng),
@@ -119,6 +133,7 @@ def train_forecast(
     offsets = _conformal_offsets(quantile_model, validation, series, grid)
     nonnegative = {s: bool((wide[s].to_numpy() >= 0).all()) for s in series}
     metrics = _test_metrics(quantile_model, mean_model, offsets, train, test, series, grid, scales, nonnegative)
+    metrics["max_horizon"] = float(step.max_horizon)
     metrics["train_seconds"] = round(time.perf_counter() - started, 3)
 
     meta = ForecastMeta(
@@ -128,31 +143,42 @@ def train_forecast(
         offsets={s: [float(v) for v in offsets[s]] for s in series},
         nonnegative=nonnegative,
         history_end=wide.index[-1].isoformat(),
-        history={s: [float(v) for v in wide[s].to_numpy()[-HISTORY_HOURS:]] for s in series},
+        history={s: [float(v) for v in wide[s].to_numpy()[-step.history :]] for s in series},
+        frequency=step.offset,
     )
+    demo = data is None
+    unit_text = "kWh used in the hour starting at ts" if demo else f"the value of the {step.unit} starting at ts"
     manifest = Manifest(
         name=name,
         runtime="forecast",
         task="forecast",
-        description="Hourly household electricity use (kWh), up to 168 hours ahead, any quantile p1–p99 or mean.",
+        description="Hourly household electricity use (kWh), up to 168 hours ahead, any quantile p1–p99 or mean."
+        if demo
+        else f"{step.name.capitalize()} forecast of {len(series)} series, up to {step.max_horizon} {step.units} "
+        "ahead, any quantile p1–p99 or mean.",
         signature=Signature(
             inputs=[
                 Column(name="series", type="text"),
-                Column(name="horizon", type="bigint", description=f"hours ahead, 1 to {MAX_HORIZON}"),
+                Column(name="horizon", type="bigint", description=f"{step.units} ahead, 1 to {step.max_horizon}"),
                 Column(name="quantile", type="text", description='"p1" … "p99" or "mean"'),
             ],
             outputs=[
                 Column(name="series", type="text"),
                 Column(name="ts", type="timestamp"),
                 Column(name="quantile", type="text"),
-                Column(name="value", type="double", description="kWh used in the hour starting at ts"),
+                Column(
+                    name="value",
+                    type="double",
+                    description=unit_text,
+                ),
             ],
         ),
         metrics=metrics,
         lineage={
             "source": SOURCE if data is None else "caller-provided frame",
             "rows": len(frame),
-            "hours": hours,
+            "frequency": step.name,
+            "observations": observations,
             "series": series,
             "fingerprint": data_fingerprint(frame),
             "history_start": wide.index[0].isoformat(),
@@ -171,7 +197,10 @@ def train_forecast(
             **settings,
             "quantile_grid": [float(g) for g in grid],
             "max_train_rows": max_train_rows,
-            "features": list(FEATURES),
+            "frequency": step.name,
+            "aggregate": aggregate,
+            "fill": fill,
+            "features": feature_names(step),
             "calibration": "conformalized quantile regression, one-sided offsets per series and quantile",
         },
     )
@@ -182,21 +211,18 @@ def train_forecast(
         return registry.publish(manifest, folder, alias=alias)
 
 
-class _Rows:
-    """Training rows of all series: features, scaled label, and for evaluation the raw values."""
+FIELDS = ("features", "label", "level", "value", "target", "series", "naive")
 
-    def __init__(
-        self,
-        features: np.ndarray[Any, Any],
-        label: np.ndarray[Any, Any],
-        target: np.ndarray[Any, Any],
-        series: np.ndarray[Any, Any],
-        naive: np.ndarray[Any, Any],
-    ):
-        self.features, self.label, self.target, self.series, self.naive = features, label, target, series, naive
+
+class _Rows:
+    """Training rows of all series: features and label (the value over the origin's level), and
+    for evaluation the value and the seasonal-naive forecast in series-scale units."""
+
+    def __init__(self, *columns: np.ndarray[Any, Any]):
+        self.features, self.label, self.level, self.value, self.target, self.series, self.naive = columns
 
     def subset(self, mask: np.ndarray[Any, Any]) -> _Rows:
-        return _Rows(self.features[mask], self.label[mask], self.target[mask], self.series[mask], self.naive[mask])
+        return _Rows(*(getattr(self, name)[mask] for name in FIELDS))
 
 
 def _check_grid(grid: tuple[float, ...]) -> np.ndarray[Any, Any]:
@@ -217,18 +243,36 @@ def _at_most(rows: _Rows, limit: int | None, rng: np.random.Generator) -> _Rows:
     return rows.subset(chosen)
 
 
-def _wide_hourly(frame: pd.DataFrame) -> pd.DataFrame:
-    """Long (ts, series, value) -> one column a series on a gap-free hourly index."""
-    missing = {"ts", "series", "value"} - set(frame.columns)
-    if missing:
-        raise TrainingError(f"the training data lacks column(s) {', '.join(sorted(missing))}")
-    wide = frame.pivot_table(index="ts", columns="series", values="value", aggfunc="mean")
-    wide.index = pd.DatetimeIndex(wide.index).astype("datetime64[us]")
-    full = pd.date_range(wide.index.min(), wide.index.max(), freq="h").astype("datetime64[us]")
-    wide = wide.reindex(full).interpolate(method="linear", limit_direction="both")
+def _wide(
+    frame: pd.DataFrame, frequency: str | None, aggregate: str | None, fill: str | None
+) -> tuple[pd.DataFrame, Frequency]:
+    """Long (ts, series, value) -> one column a series on a gap-free grid, the demo's series first."""
+    wide, step = regular_wide(frame, frequency, aggregate, fill)
+    wide.columns = [str(c) for c in wide.columns]
     known = [s for s in SERIES if s in wide.columns]
-    ordered = known + sorted(str(c) for c in wide.columns if c not in SERIES)
-    return wide[ordered].astype("float64")
+    return wide[known + sorted(c for c in wide.columns if c not in SERIES)], step
+
+
+def needed_history(step: Frequency, validation_fraction: float, test_fraction: float) -> int:
+    """The fewest steps a series needs: the warm-up, then `min_split` targets in each split."""
+    train_share = 1.0 - validation_fraction - test_fraction
+    if train_share <= 0 or validation_fraction <= 0 or test_fraction <= 0:
+        raise TrainingError("validation_fraction and test_fraction must be positive and sum to less than 1")
+    count = int((step.history - 1 + step.min_split) / train_share)
+    while not _splits_fit(count, step, validation_fraction, test_fraction):
+        count += 1
+    return count
+
+
+def _splits_fit(count: int, step: Frequency, validation_fraction: float, test_fraction: float) -> bool:
+    validation_start = int(count * (1.0 - test_fraction - validation_fraction))
+    test_start = int(count * (1.0 - test_fraction))
+    least = step.min_split
+    return (
+        validation_start - (step.history - 1) >= least
+        and test_start - validation_start >= least
+        and (count - test_start >= least)
+    )
 
 
 def _scale(values: np.ndarray[Any, Any]) -> float:
@@ -236,25 +280,26 @@ def _scale(values: np.ndarray[Any, Any]) -> float:
     return level if level > 1e-9 else 1.0
 
 
-def _samples(wide: pd.DataFrame, scales: dict[str, float], first_target: int, rng: np.random.Generator) -> _Rows:
-    """One row per (series, target hour) with a random horizon in 1..MAX_HORIZON."""
-    targets = np.arange(first_target, len(wide), dtype=np.int64)
+def _samples(
+    wide: pd.DataFrame, scales: dict[str, float], step: Frequency, first_target: int, rng: np.random.Generator
+) -> _Rows:
+    """Rows per (series, target step), each with a random horizon in 1..max_horizon; short series
+    get several horizons a target (up to `TARGET_ROWS` rows in all, at most one per horizon)."""
+    steps = np.arange(first_target, len(wide), dtype=np.int64)
+    repeats = int(np.clip(np.ceil(TARGET_ROWS / max(len(steps) * wide.shape[1], 1)), 1, step.max_horizon))
+    targets = np.repeat(steps, repeats)
     parts = []
     for code, name in enumerate(wide.columns):
         values = wide[name].to_numpy() / scales[name]
-        horizons = rng.integers(1, MAX_HORIZON + 1, size=len(targets)).astype(np.int64)
-        features = horizon_features(values, targets, horizons, pd.DatetimeIndex(wide.index[targets]), code)
-        parts.append(
-            _Rows(
-                features,
-                values[targets],
-                targets,
-                np.full(len(targets), code),
-                values[targets - MAX_HORIZON],  # seasonal naive: same hour last week
-            )
-        )
-    fields = ("features", "label", "target", "series", "naive")
-    return _Rows(*(np.concatenate([getattr(part, f) for part in parts]) for f in fields))
+        horizons = rng.integers(1, step.max_horizon + 1, size=len(targets)).astype(np.int64)
+        times = pd.DatetimeIndex(wide.index[targets])
+        features = horizon_features(values, targets, horizons, times, code, step)
+        level = origin_level(values, targets, horizons, step)
+        label = values[targets] / level if step.relative else values[targets]
+        seasons_back = (horizons + step.season - 1) // step.season
+        naive = values[targets - step.season * seasons_back]  # the latest same position one season back
+        parts.append(_Rows(features, label, level, values[targets], targets, np.full(len(targets), code), naive))
+    return _Rows(*(np.concatenate([getattr(part, f) for part in parts]) for f in FIELDS))
 
 
 def _conformal_offsets(
@@ -286,41 +331,53 @@ def _test_metrics(
     scales: dict[str, float],
     nonnegative: dict[str, bool],
 ) -> dict[str, float]:
-    """Coverage and pinball loss (kWh) on the test split, against a seasonal-naive forecast; the
-    model's quantiles are post-processed exactly as the runtime does (sorted, clipped at zero)."""
+    """Coverage, pinball loss and p50 MAE (in the data's units) on the test split, against a
+    seasonal-naive forecast (the point forecast for MAE; plus its training residuals' quantiles for
+    pinball); the model's quantiles are post-processed exactly as the runtime does (sorted, clipped
+    at zero)."""
     raw = np.asarray(quantile_model.inplace_predict(test.features), dtype=np.float64)
     mean = np.asarray(mean_model.inplace_predict(test.features), dtype=np.float64)
     columns = [int(np.argmin(np.abs(grid - level))) for level in REPORTED_LEVELS]
     per_series: dict[str, dict[str, float]] = {}
-    pooled: dict[str, list[np.ndarray[Any, Any]]] = {"y": [], "model": [], "naive": [], "mean": []}
+    pooled: dict[str, list[np.ndarray[Any, Any]]] = {"y": [], "model": [], "naive": [], "mean": [], "point": []}
     for code, name in enumerate(series):
         mine, scale = test.series == code, scales[name]
-        y = test.label[mine] * scale
-        quantiles = np.sort(raw[mine] + offsets[name], axis=1)[:, columns] * scale
+        y = test.value[mine] * scale
+        multiplier = test.level[mine] * scale
+        quantiles = np.sort(raw[mine] + offsets[name], axis=1)[:, columns] * multiplier[:, None]
         if nonnegative[name]:
             quantiles = np.maximum(quantiles, 0.0)
         own_train = train.series == code
-        residual_levels = np.quantile(train.label[own_train] - train.naive[own_train], REPORTED_LEVELS)
+        residual_levels = np.quantile(train.value[own_train] - train.naive[own_train], REPORTED_LEVELS)
         naive = (test.naive[mine][:, None] + residual_levels[None, :]) * scale
+        point = test.naive[mine] * scale
         per_series[name] = {
             "coverage_p10_p90": float(np.mean((y >= quantiles[:, 0]) & (y <= quantiles[:, 2]))),
             "pinball_loss": float(np.mean([_pinball(y, quantiles[:, j], lv) for j, lv in enumerate(REPORTED_LEVELS)])),
             "pinball_loss_seasonal_naive": float(
                 np.mean([_pinball(y, naive[:, j], lv) for j, lv in enumerate(REPORTED_LEVELS)])
             ),
+            "mae": float(np.mean(np.abs(y - quantiles[:, 1]))),
+            "mae_seasonal_naive": float(np.mean(np.abs(y - point))),
         }
         pooled["y"].append(y)
         pooled["model"].append(quantiles)
         pooled["naive"].append(naive)
-        pooled["mean"].append(mean[mine] * scale)
+        pooled["point"].append(point)
+        pooled["mean"].append(mean[mine] * multiplier)
     y = np.concatenate(pooled["y"])
     model_q, naive_q = np.concatenate(pooled["model"]), np.concatenate(pooled["naive"])
+    mae = float(np.mean(np.abs(y - model_q[:, 1])))
+    mae_naive = float(np.mean(np.abs(y - np.concatenate(pooled["point"]))))
     metrics = {
         "coverage_p10_p90": float(np.mean((y >= model_q[:, 0]) & (y <= model_q[:, 2]))),
         "pinball_loss": float(np.mean([_pinball(y, model_q[:, j], lv) for j, lv in enumerate(REPORTED_LEVELS)])),
         "pinball_loss_seasonal_naive": float(
             np.mean([_pinball(y, naive_q[:, j], lv) for j, lv in enumerate(REPORTED_LEVELS)])
         ),
+        "mae": mae,
+        "mae_seasonal_naive": mae_naive,
+        "beats_seasonal_naive": 1.0 if mae < mae_naive else 0.0,
         "rmse_mean": float(np.sqrt(np.mean((np.concatenate(pooled["mean"]) - y) ** 2))),
         "test_rows": float(len(y)),
     }

@@ -200,7 +200,7 @@ def test_per_series_forecasts_fit_as_parallel_ray_tasks(
         "task": "forecast",
         "source": {"duckdb": str(power_db(tmp_path)), "query": "SELECT ts, meter, kwh FROM power"},
         "target": "kwh",
-        "params": {"series_column": "meter", "n_estimators": 8, "max_depth": 3},
+        "params": {"series_column": "meter", "n_estimators": 8, "max_depth": 3, "learning_rate": 0.6},  # beats naive
         "backend": "ray",
     }
     done = run_in_process(job_store, registry, spec, tmp_path)
