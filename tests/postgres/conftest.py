@@ -60,6 +60,7 @@ def publish_models(store: Path) -> None:
                 runtime="xgboost",
                 task="classification",
                 description="tiny test lead model",
+                lineage={"target": "purchased"},  # what ml.evaluate compares with
                 signature=Signature(
                     inputs=[Column(name=n, type="bigint") for n in LEAD_FEATURES],
                     outputs=[Column(name="probability", type="double")],

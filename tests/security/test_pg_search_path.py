@@ -41,6 +41,8 @@ CALLS = [
     "SELECT ml.lead_score(l) FROM (SELECT 3::bigint AS mostype, 1::bigint AS maothers,"
     " 2::bigint AS mgemleef, 5::bigint AS ppersaut, 1 AS id) l",  # the generated row form
     "SELECT * FROM ml.predict_query('lead_score', 'SELECT * FROM public.leads LIMIT 5', 'id')",
+    "SELECT * FROM ml.evaluate('lead_score', 'SELECT 3::bigint AS mostype, 1::bigint AS maothers,"
+    " 2::bigint AS mgemleef, 5::bigint AS ppersaut, true AS purchased, 1 AS id')",
     "SELECT ml.train('hijack_probe', 'lead_scoring', 'SELECT g::bigint AS a, g % 2 = 0 AS y"
     " FROM generate_series(1, 40) g', 'y')",
 ]
