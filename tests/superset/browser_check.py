@@ -18,6 +18,8 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,18 @@ return Array.from(document.querySelectorAll('[data-test="chart-grid-component"]'
   };
 });
 """
+
+
+@contextmanager
+def browser_session() -> Iterator[WebDriver]:
+    """Headless Chromium on a throwaway profile, quit and removed on exit."""
+    profile = Path(tempfile.mkdtemp(prefix="sqlml-chromium-"))
+    driver = browser(profile)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
 
 
 def browser(profile: Path) -> WebDriver:
@@ -124,14 +138,9 @@ def main(argv: list[str]) -> int:
     slugs = argv[5:]
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    profile = Path(tempfile.mkdtemp(prefix="sqlml-chromium-"))
-    driver = browser(profile)
-    try:
+    with browser_session() as driver:
         log_in(driver, url, user, password)
         report = [check_dashboard(driver, url, slug, out_dir, timeout_s=240.0) for slug in slugs]
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
     print(json.dumps(report))
     return 0
 

@@ -14,15 +14,13 @@ The pytest side asserts on that report.
 from __future__ import annotations
 
 import json
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from browser_check import browser, log_in  # same folder: the script's own directory is on sys.path
+from browser_check import browser_session, log_in  # same folder: the script's own directory is on sys.path
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions
@@ -83,9 +81,7 @@ def main(argv: list[str]) -> int:
     url, user, password, database_id, sql, out = argv[1:7]
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    profile = Path(tempfile.mkdtemp(prefix="sqlml-chromium-"))
-    driver = browser(profile)
-    try:
+    with browser_session() as driver:
         driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": CAPTURE_EXECUTE_JS})
         log_in(driver, url, user, password)
         report = run_in_sqllab(driver, url, int(database_id), sql, timeout_s=240.0)
@@ -93,9 +89,6 @@ def main(argv: list[str]) -> int:
         report["grid"] = driver.execute_script(GRID_ROWS_JS)
         report["screenshot"] = str(out_dir / "sqllab.png")
         driver.save_screenshot(report["screenshot"])
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
     print(json.dumps(report))
     return 0
 
