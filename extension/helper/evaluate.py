@@ -16,7 +16,7 @@ from sqlml.sql.evaluation_rows import evaluation_rows
 from .bridge_http import quote_model
 from .model_names import check_model
 from .plpy_api import prepared
-from .query_text import check_query
+from .query_text import check_json_rows, check_query
 from .settings import MAX_BATCH_SIZE
 from .sql_errors import BridgeError, from_spi_error
 from .sql_function import SqlCall, bridge_function, sql_function
@@ -56,5 +56,6 @@ def evaluate(call: SqlCall, model: str, query: str) -> Iterator[tuple[str, float
 def evaluate_rows_json(call: SqlCall, model: str, rows_json: str) -> str:
     """ml._evaluate_rows(model, text): POST the rows to /v1/models/{model}/evaluate; the answer as JSON."""
     check_model(model)
+    rows = check_json_rows(rows_json, "ml._evaluate_rows")
     path = f"/v1/models/{quote_model(model)}/evaluate"
-    return json.dumps(call.bridge.call("POST", path, '{"rows": ' + rows_json + "}"))
+    return json.dumps(call.bridge.call("POST", path, '{"rows": ' + rows + "}"))

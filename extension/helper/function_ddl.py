@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlml.sql.reserved import BUILTIN_MODEL_FUNCTIONS
 from sqlml.sql.spec import FunctionSpec, spec_from_entry
 
 Quote = Callable[[str], str]  # plpy.quote_ident or plpy.quote_literal
@@ -112,7 +111,7 @@ def function_ddl(quote_ident: Quote, quote_literal: Quote, entry: dict[str, Any]
     """The typed function `ml.<model>(<inputs>)` of a /v1/models entry, or None when the model has
     none (see sqlml/sql/spec.py; forecast models are served by ml.forecast())."""
     spec = spec_from_entry(entry)
-    if spec is None or spec.is_table or spec.model in BUILTIN_MODEL_FUNCTIONS:
+    if spec is None or not spec.generated_on_postgres:
         return None
     return generated_function(quote_ident, spec)
 

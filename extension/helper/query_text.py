@@ -7,6 +7,7 @@ there is no SQL parser here: the text is read just far enough to split it into s
 
 from __future__ import annotations
 
+import json
 import re
 
 from .sql_errors import BridgeError
@@ -32,6 +33,18 @@ def check_query(query: str) -> str:
             "ml.predict_query takes a SELECT (or WITH ... SELECT) query",
             hint="for example 'SELECT id, mostype, maothers FROM leads'",
         )
+    return text
+
+
+def check_json_rows(text: str, function: str) -> str:
+    """`text` when it is a JSON array of objects (rows), for the SECURITY DEFINER steps that put a
+    caller's rows into a bridge request: anything else is refused before any request is made."""
+    try:
+        rows = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        rows = None
+    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+        raise BridgeError("invalid_input", f"{function} takes a JSON array of row objects")
     return text
 
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sqlml.sql.reserved import BUILTIN_MODEL_FUNCTIONS, RESERVED_FUNCTIONS
+from sqlml.sql.reserved import RESERVED_FUNCTIONS
+from sqlml.sql.spec import spec_from_entry
 
 from .function_ddl import GeneratedFunction, function_ddl
 from .plpy_api import Plpy, prepared
@@ -38,13 +39,18 @@ def sync(call: SqlCall, only: str | None = None) -> Iterator[tuple[str, str, str
             previous.pop(model)  # unreadable in the store now: keep what works, say why
             plpy.warning(f"sqlml: model {model!r} is unreadable in the store; its typed function is kept")
             yield model, f"ml.{model}({previous_identity(plpy, model)})", "kept (model unreadable)"
-        elif model in RESERVED_FUNCTIONS or model in BUILTIN_MODEL_FUNCTIONS or entry.get("task") == "forecast":
+        elif model in RESERVED_FUNCTIONS or _served_by_builtin(entry):
             continue  # served by the built-in functions (ml.sentiment, ml.forecast)
         else:
             plpy.notice(f"sqlml: no typed function for model {model!r} (unsupported signature)")
     if only is None:
         for model, row in previous.items():  # gone from the bridge
             yield _drop_generated(plpy, model, row, "dropped")
+
+
+def _served_by_builtin(entry: dict[str, Any]) -> bool:
+    spec = spec_from_entry(entry)
+    return spec is not None and not spec.generated_on_postgres
 
 
 def previous_identity(plpy: Plpy, model: str) -> str:

@@ -15,7 +15,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlml.sql.reserved import BUILTIN_MODEL_FUNCTIONS
 from sqlml.sql.spec import spec_from_entry
 
 # How a per-row function is batched:
@@ -117,7 +116,7 @@ class Catalog:
 def typed_function_from_model(entry: Mapping[str, Any]) -> ModelFunction | None:
     """The typed function `ml.sync()` creates for one `/v1/models` entry, or None (as ml.sync skips it)."""
     spec = spec_from_entry(entry)
-    if spec is None or spec.is_table or spec.model in BUILTIN_MODEL_FUNCTIONS:
+    if spec is None or not spec.generated_on_postgres:
         return None
     return ModelFunction(
         name=spec.model,

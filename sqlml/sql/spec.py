@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlml.naming import NAME
-from sqlml.sql.reserved import RESERVED_FUNCTIONS
+from sqlml.sql.reserved import BUILTIN_MODEL_FUNCTIONS, RESERVED_FUNCTIONS
 from sqlml.sql.types import DUCKDB_TYPES, POSTGRES_TYPES, SIGNATURE_TYPES
 
 # A signature column becomes a SQL argument or result field by this name: a plain identifier,
@@ -62,6 +62,12 @@ class FunctionSpec:
     def is_table(self) -> bool:
         """A forecast model: DuckDB has a table macro; PostgreSQL and the rewriter use ml.forecast()."""
         return self.task in TABLE_TASKS
+
+    @property
+    def generated_on_postgres(self) -> bool:
+        """Whether ml.sync() creates `ml.<model>(...)` in PostgreSQL: not for a forecast (served by
+        ml.forecast()) nor for a model the extension defines a function for itself (ml.sentiment)."""
+        return not self.is_table and self.model not in BUILTIN_MODEL_FUNCTIONS
 
     @property
     def strict(self) -> bool:
