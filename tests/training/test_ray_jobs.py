@@ -240,3 +240,54 @@ def test_cancel_stops_the_ray_train_workers(
         assert time.monotonic() < deadline + 60, "the Ray Train workers outlived the cancel"
         time.sleep(0.2)
     assert registry.names() == []
+
+
+def public_db(folder: Path, name: str, rows: int) -> Path:
+    """The first `rows` rows of the public table `name` (text columns, NULLs) as a DuckDB file."""
+    import duckdb
+
+    from sqlml.data.tables import load_table
+
+    path = folder / f"{name}.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.register("frame", load_table(name).head(rows))
+        con.execute(f"CREATE TABLE {name} AS SELECT * FROM frame")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("table", "target", "metric"),
+    [("penguins", "species", "accuracy"), ("ames", "sale_price", "r2")],
+)
+def test_categorical_multiclass_and_regression_fit_on_two_ray_workers_as_they_fit_locally(
+    ray_cluster: str, job_store: JobStore, registry: Registry, tmp_path: Path, table: str, target: str, metric: str
+) -> None:
+    """Text columns as native categories, NULLs as missing: the same plan trains on Ray Train's two
+    workers and in this process, and the two versions score alike (each worker sees half the rows,
+    so the trees differ a little, not the features)."""
+    source = {"duckdb": str(public_db(tmp_path, table, 600)), "query": f"SELECT * FROM {table}"}
+    params = {"n_estimators": 30, "max_depth": 4, "learning_rate": 0.3}
+    versions = {}
+    for backend in ("ray", "local"):
+        spec = {"model": f"{table}_{backend}", "task": "classification" if metric == "accuracy" else "regression",
+                "source": source, "target": target, "params": params, "backend": backend,
+                "resources": {"workers": 2, "cpus_per_worker": 1}}  # fmt: skip
+        done = run_in_process(job_store, registry, spec, tmp_path)
+        assert done.state == "succeeded", done.error
+        versions[backend] = registry.describe(f"{table}_{backend}")
+    ray_model, local_model = versions["ray"], versions["local"]
+    assert ray_model.lineage["backend"] == "ray" and ray_model.metrics["workers"] == 2.0
+    assert ray_model.signature == local_model.signature
+    assert any(c.type == "text" for c in ray_model.signature.inputs)  # island / neighborhood: categories
+    assert ray_model.metrics[metric] > 0.8 and abs(ray_model.metrics[metric] - local_model.metrics[metric]) < 0.08
+    inputs = [c.name for c in ray_model.signature.inputs]
+    rows = pa.Table.from_pandas(_rows_of(source, 20)[inputs], preserve_index=False)
+    scored = ModelHost(registry).predict(f"{table}_ray", rows)
+    assert scored.num_rows == 20 and scored.column(0).null_count == 0
+
+
+def _rows_of(source: dict[str, str], limit: int) -> pd.DataFrame:
+    import duckdb
+
+    with duckdb.connect(source["duckdb"], read_only=True) as con:
+        return con.execute(f"{source['query']} LIMIT {limit}").df()
