@@ -53,11 +53,13 @@ def train_tabular_job(job_id: str, spec: JobSpec, table: pa.Table, folder: Path,
 
 
 def train_sentiment(job_id: str, spec: JobSpec, table: pa.Table, folder: Path, progress: Progress) -> list[Trained]:
+    """The demo's sentiment recipe (sqlml.bridge.training.sentiment) on the job's rows: the encoder
+    loop here or on Ray workers, then the same lexical model, calibration and metrics."""
     from sklearn.model_selection import train_test_split
 
-    from sqlml.bridge.jobs.ddp_sentiment import auc, train_loop
+    from sqlml.bridge.jobs.ddp_sentiment import train_loop
     from sqlml.bridge.runtimes.sentiment import precision_param
-    from sqlml.bridge.training.sentiment import ID2LABEL, packaged_encoder, pick_thresholds, sentiment_signature
+    from sqlml.bridge.training.sentiment import ID2LABEL, finish_sentiment, packaged_encoder, sentiment_signature
 
     text_column = feature_columns(spec, table.column_names)[0]
     table = table.filter(pc.and_(pc.is_valid(table[text_column]), pc.is_valid(table[spec.target])))
@@ -77,6 +79,7 @@ def train_sentiment(job_id: str, spec: JobSpec, table: pa.Table, folder: Path, p
     )
     train, validation = train_test_split(rest, test_size=0.1, stratify=labels[rest], random_state=seed)
     base = str(params.get("base_model") or packaged_encoder())
+    serve_max_length = int(params.get("serve_max_length", 256))
     loop_config: dict[str, Any] = {
         "base_model": base,
         "train_texts": [texts[i] for i in train],
@@ -84,11 +87,13 @@ def train_sentiment(job_id: str, spec: JobSpec, table: pa.Table, folder: Path, p
         "validation_texts": [texts[i] for i in validation],
         "test_texts": [texts[i] for i in test],
         "test_labels": labels[test].tolist(),
-        "epochs": int(params.get("epochs", 2)),
+        "epochs": int(params.get("epochs", 1)),
         "batch_size": int(params.get("batch_size", 16)),
         "max_length": int(params.get("max_length", 128)),
-        "learning_rate": float(params.get("learning_rate", 5e-5)),
+        "score_max_length": serve_max_length,
+        "learning_rate": float(params.get("learning_rate", 8e-5)),
         "freeze_embeddings": bool(params.get("freeze_embeddings", True)),
+        "bf16": bool(params.get("bf16", True)),
         "seed": seed,
         "use_gpu": spec.resources.gpus > 0,
     }
@@ -101,16 +106,19 @@ def train_sentiment(job_id: str, spec: JobSpec, table: pa.Table, folder: Path, p
         loop_config["output_dir"] = str(folder)
         loop_config["on_step"] = lambda done, total: progress(0.15 + 0.75 * done / total, f"step {done}/{total}")
         result = train_loop(loop_config)
-    thresholds = pick_thresholds(np.asarray(result["validation_p"]), labels[validation].astype(bool))
-    p_test = np.asarray(result["test_p"])
-    metrics = {
-        "auc": auc(p_test.tolist(), labels[test].tolist()),
-        "accuracy": float(((p_test >= 0.5) == labels[test].astype(bool)).mean()),
-        "final_train_loss": float(result["final_train_loss"]),
-        "samples_per_second": float(result["samples_per_second"]),
-        "train_seconds": float(result["train_seconds"]),
-        "workers": float(result.get("world_size", 1)),
-    }
+    progress(0.92, "TF-IDF model and calibration on the validation slice")
+    extra, metrics = finish_sentiment(
+        folder, result,
+        ([texts[i] for i in train], labels[train]),
+        ([texts[i] for i in validation], labels[validation]),
+        ([texts[i] for i in test], labels[test]),
+        lexical=bool(params.get("lexical", True)),
+    )  # fmt: skip
+    metrics.update(
+        samples_per_second=float(result["samples_per_second"]),
+        train_seconds=float(result["train_seconds"]),
+        workers=float(result.get("world_size", 1)),
+    )
     manifest = Manifest(
         name=spec.model,
         runtime="sentiment",
@@ -119,12 +127,7 @@ def train_sentiment(job_id: str, spec: JobSpec, table: pa.Table, folder: Path, p
         signature=sentiment_signature(),
         metrics={k: v for k, v in metrics.items() if not math.isnan(v)},
         lineage={"base_model": base, "labels": ID2LABEL, "text_column": text_column},
-        params={
-            "thresholds": thresholds,
-            "max_length": int(params.get("serve_max_length", 256)),
-            "sub_batch": 64,
-            "precision": serve_precision,
-        },
+        params={**extra, "max_length": serve_max_length, "sub_batch": 64, "precision": serve_precision},
     )
     return [(manifest, folder)]
 

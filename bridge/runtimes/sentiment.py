@@ -1,17 +1,21 @@
-"""The sentiment runtime: a fine-tuned transformers sequence classifier behind `ml.sentiment(text)`.
+"""The sentiment runtime: a fine-tuned transformers classifier behind `ml.sentiment(text)`,
+answering in Amazon Comprehend's shape.
 
 Artifact: the version folder holds a `save_pretrained` model (two classes, index 1 = "great", a
-5-star review) and its tokenizer; `manifest.params` holds the decision thresholds and `max_length`.
+5-star review), its tokenizer and, when the trainer fitted one, `lexical.json` (a TF-IDF + logistic
+regression model, `sentiment_labels.LexicalModel`). `manifest.params` holds `calibration` (the
+stacked logistic regression over the encoder's and the lexical model's logits, fitted on the
+trainer's validation slice), `labels.neutral_gamma` and `max_length`.
 
-The label rule, with p = P(great) from the model's softmax and thresholds from the manifest
-(`negative_below` <= `positive_above`, picked by the trainer on held-out reviews):
+Outputs, per text: `label` (positive / negative / neutral / mixed), `confidence` (the label's
+score) and `score_positive`, `score_negative`, `score_neutral`, `score_mixed`, which sum to 1; how
+they are derived is in `sqlml.bridge.runtimes.sentiment_labels`. A text of two or more sentences or
+contrast clauses is also scored clause by clause (its first `MAX_SEGMENTS`), for `mixed`
+(`params.labels.segments: false` turns that off: one forward pass a text, and `mixed` is always
+0). A version whose manifest names only `label` and `confidence` (trained before the four
+scores) gets just those columns.
 
-    p >= positive_above   -> "positive",  confidence = p
-    p <= negative_below   -> "negative",  confidence = 1 - p
-    otherwise             -> "neutral",   confidence = 1 - |2p - 1|  (1.0 when the model is undecided)
-
-So confidence is the probability of the side the label stands for, always in [0, 1]. Text that is
-empty or only whitespace gets NULL label and NULL confidence (there is nothing to judge). Long text
+Text that is empty or only whitespace gets NULL everywhere (there is nothing to judge). Long text
 is cut to `MAX_CHARS` characters before tokenizing (so a 10 MB string costs no more than a page)
 and then truncated to `max_length` tokens (default 256).
 
@@ -20,12 +24,13 @@ and then truncated to `max_length` tokens (default 256).
 trainer measured) or `bfloat16` (PyTorch autocast: matrix products in bfloat16, normalisation and
 softmax still in float32). On a CPU with native bfloat16 (AVX512-BF16 or AMX) a batch of 64 short
 reviews scores about 1.8 to 2.1 times faster; probabilities move by about 1e-3, so a review sitting on a
-threshold can change label. The linear layers' weights are cast to bfloat16 once at load
+boundary can change label. The linear layers' weights are cast to bfloat16 once at load
 (`store_linear_weights_in_bfloat16`), so those weights take half the memory.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Sequence
@@ -35,13 +40,25 @@ import numpy as np
 import pyarrow as pa
 
 from sqlml.bridge.runtimes.base import Runtime
+from sqlml.bridge.runtimes.sentiment_labels import (
+    DEFAULT_NEUTRAL_GAMMA,
+    LABELS,
+    SCORE_COLUMNS,
+    Calibration,
+    LexicalModel,
+    four_scores,
+    labels_and_confidences,
+    mixed_strength,
+    segments,
+)
 
 MAX_CHARS = 20_000
 DEFAULT_MAX_LENGTH = 256
 DEFAULT_SUB_BATCH = 64
-DEFAULT_THRESHOLDS = {"negative_below": 0.35, "positive_above": 0.65}
 PRECISIONS = ("float32", "bfloat16")
-LABELS = ("positive", "negative", "neutral")
+LEXICAL_FILE = "lexical.json"
+MAX_SEGMENTS = 16  # clauses scored for `mixed`: a long text's first 16 (a forward pass each, batched)
+__all__ = ["LABELS", "SCORE_COLUMNS", "SentimentRuntime", "score_texts"]
 
 
 def precision_param(params: dict[str, Any], key: str) -> str:
@@ -69,27 +86,6 @@ def pick_device(wanted: str) -> str:
         seen = f"{torch.cuda.device_count()} GPU(s)" if torch.cuda.is_available() else "no CUDA GPU here"
         raise ValueError(f"params.device is {wanted!r} but PyTorch sees {seen}")
     return wanted
-
-
-def label_for(p_great: float, negative_below: float, positive_above: float) -> tuple[str, float]:
-    """The label and confidence for one probability (the rule in the module docstring)."""
-    if p_great >= positive_above:
-        return "positive", p_great
-    if p_great <= negative_below:
-        return "negative", 1.0 - p_great
-    return "neutral", 1.0 - abs(2.0 * p_great - 1.0)
-
-
-def labels_for(
-    probabilities: np.ndarray, negative_below: float, positive_above: float
-) -> tuple[list[str], list[float]]:
-    """`label_for` over a whole vector."""
-    labels, confidences = [], []
-    for p in probabilities.tolist():
-        label, confidence = label_for(float(p), negative_below, positive_above)
-        labels.append(label)
-        confidences.append(confidence)
-    return labels, confidences
 
 
 def score_texts(
@@ -172,31 +168,56 @@ class SentimentRuntime(Runtime):
         self.model.to(self.device).eval()
         if self.precision == "bfloat16":
             store_linear_weights_in_bfloat16(self.model)
-        thresholds = {**DEFAULT_THRESHOLDS, **self.manifest.params.get("thresholds", {})}
-        self.negative_below = float(thresholds["negative_below"])
-        self.positive_above = float(thresholds["positive_above"])
+        self.calibration = Calibration.from_params(self.manifest.params.get("calibration"))
+        lexical_file = self.path / LEXICAL_FILE
+        self.lexical = LexicalModel.from_json(json.loads(lexical_file.read_text())) if lexical_file.exists() else None
+        labels = self.manifest.params.get("labels", {})
+        self.neutral_gamma = float(labels.get("neutral_gamma", DEFAULT_NEUTRAL_GAMMA))
+        self.use_segments = bool(labels.get("segments", True))
         self.max_length = int(self.manifest.params.get("max_length", DEFAULT_MAX_LENGTH))
         self.sub_batch = int(self.manifest.params.get("sub_batch", DEFAULT_SUB_BATCH))
+
+    def probabilities(self, texts: Sequence[str]) -> np.ndarray:
+        """Calibrated P(positive) per text (encoder, lexical model, stacked calibration)."""
+        p_encoder = score_texts(
+            self.model, self.tokenizer, texts, max_length=self.max_length, sub_batch=self.sub_batch,
+            precision=self.precision,
+        )  # fmt: skip
+        cut = [text[:MAX_CHARS] for text in texts]
+        lexical = self.lexical.logits(cut) if self.lexical is not None and texts else None
+        return np.asarray(self.calibration(p_encoder, lexical))
+
+    def scores(self, texts: Sequence[str]) -> np.ndarray:
+        """(n, 4) scores in LABELS order (positive, negative, neutral, mixed), rows summing to 1."""
+        p = self.probabilities(texts)
+        mixed = np.zeros(len(texts))
+        if self.use_segments:
+            pieces = [segments(text[:MAX_CHARS])[:MAX_SEGMENTS] for text in texts]
+            flat = [piece for row in pieces if len(row) > 1 for piece in row]
+            q = self.probabilities(flat) if flat else np.zeros(0)
+            at = 0
+            for row, parts in enumerate(pieces):
+                if len(parts) > 1:
+                    mixed[row] = mixed_strength(q[at : at + len(parts)])
+                    at += len(parts)
+        return np.asarray(four_scores(p, mixed, self.neutral_gamma))
 
     def predict(self, batch: pa.Table) -> pa.Table:
         texts: list[str | None] = batch.column("text").to_pylist()
         present = [i for i, text in enumerate(texts) if text is not None and text[:MAX_CHARS].strip()]
-        labels: list[str | None] = [None] * len(texts)
-        confidences: list[float | None] = [None] * len(texts)
+        columns: dict[str, list[Any]] = {name: [None] * len(texts) for name in ("label", "confidence", *SCORE_COLUMNS)}
         if present:
-            probabilities = score_texts(
-                self.model,
-                self.tokenizer,
-                [texts[i] or "" for i in present],
-                max_length=self.max_length,
-                sub_batch=self.sub_batch,
-                precision=self.precision,
-            )
-            decided = labels_for(probabilities, self.negative_below, self.positive_above)
-            for position, label, confidence in zip(present, *decided, strict=True):
-                labels[position] = label
-                confidences[position] = confidence
-        return pa.table({"label": pa.array(labels, pa.string()), "confidence": pa.array(confidences, pa.float64())})
+            scores = self.scores([texts[i] or "" for i in present])
+            labels, confidences = labels_and_confidences(scores)
+            for k, position in enumerate(present):
+                columns["label"][position] = labels[k]
+                columns["confidence"][position] = confidences[k]
+                for j, name in enumerate(SCORE_COLUMNS):
+                    columns[name][position] = float(scores[k, j])
+        wanted = self.manifest.signature.output_names()
+        return pa.table(
+            {name: pa.array(columns[name], pa.string() if name == "label" else pa.float64()) for name in wanted}
+        )
 
     def unload(self) -> None:
         self.model = None

@@ -59,7 +59,8 @@ def sentiment_manifest(name: str, params: dict[str, Any]) -> Manifest:
 
 
 @pytest.fixture(scope="session")
-def fixed_thresholds(registry: Registry, tiny_base: Path) -> Manifest:
-    """The untrained tiny BERT published as-is, with thresholds that make every label reachable."""
-    params = {"thresholds": {"negative_below": 0.3, "positive_above": 0.7}, "max_length": 128}
+def fixed_calibration(registry: Registry, tiny_base: Path) -> Manifest:
+    """The untrained tiny BERT published as-is, with a steep calibration that spreads its
+    probabilities (all near 0.5 untrained) so that every label is reachable."""
+    params = {"calibration": {"encoder_weight": 40.0, "bias": 0.0}, "max_length": 128}
     return registry.publish(sentiment_manifest("sentiment_fixed", params), tiny_base, alias="production")

@@ -14,7 +14,7 @@ from sqlml.bridge.host import ModelHost
 from sqlml.bridge.manifest import Manifest
 from sqlml.bridge.registry import Registry
 from sqlml.bridge.runtimes import runtime_class
-from sqlml.bridge.runtimes.sentiment import LABELS, SentimentRuntime, score_texts
+from sqlml.bridge.runtimes.sentiment import LABELS, SCORE_COLUMNS, SentimentRuntime, score_texts
 from sqlml.errors import ModelLoadError
 
 from .conftest import sentiment_manifest
@@ -29,9 +29,9 @@ TEXTS = [
 
 
 @pytest.fixture(scope="module")
-def runtime(registry: Registry, fixed_thresholds: Manifest) -> SentimentRuntime:
-    name, version = fixed_thresholds.name, fixed_thresholds.version
-    loaded = SentimentRuntime(fixed_thresholds, registry.local_path(name, version))
+def runtime(registry: Registry, fixed_calibration: Manifest) -> SentimentRuntime:
+    name, version = fixed_calibration.name, fixed_calibration.version
+    loaded = SentimentRuntime(fixed_calibration, registry.local_path(name, version))
     loaded.load()
     return loaded
 
@@ -53,6 +53,34 @@ def test_labels_and_confidences_are_in_range(runtime: SentimentRuntime) -> None:
         assert isinstance(row["confidence"], float) and 0.0 <= row["confidence"] <= 1.0
 
 
+def test_the_four_scores_sum_to_one_and_the_label_is_the_largest(runtime: SentimentRuntime) -> None:
+    texts = [*TEXTS, "Delicious tea. The box was crushed and half the bags were torn!", "Lovely; awful"]
+    rows = predict(runtime, texts)
+    for row in rows:
+        scores = {label: row[f"score_{label}"] for label in LABELS}
+        assert sum(scores.values()) == pytest.approx(1.0, abs=1e-9)
+        assert all(0.0 <= v <= 1.0 for v in scores.values())
+        assert row["label"] == max(scores, key=scores.__getitem__)
+        assert row["confidence"] == pytest.approx(scores[row["label"]])
+    assert rows[0]["score_mixed"] == 0.0  # one sentence is never mixed
+
+
+def test_segments_off_means_one_pass_and_never_mixed(registry: Registry, fixed_calibration: Manifest) -> None:
+    loaded = _fixed_with(registry, fixed_calibration, labels={"segments": False})
+    loaded.load()
+    rows = predict(loaded, ["Delicious tea. The box was crushed!", "Lovely; awful"])
+    assert [row["score_mixed"] for row in rows] == [0.0, 0.0]
+
+
+def test_a_version_with_the_old_two_outputs_gets_just_those(registry: Registry, tiny_base: Path) -> None:
+    old = sentiment_manifest("sentiment_two_outputs", {"thresholds": {"negative_below": 0.3, "positive_above": 0.7}})
+    signature = old.signature.model_copy(update={"outputs": old.signature.outputs[:2]})
+    published = registry.publish(old.model_copy(update={"signature": signature}), tiny_base)
+    out = ModelHost(registry).predict("sentiment_two_outputs", pa.table({"text": ["lovely", None]}))
+    assert out.schema.names == ["label", "confidence"] and published.version >= 1
+    assert out.column("label").to_pylist()[0] in LABELS
+
+
 def test_order_is_preserved_whatever_the_lengths(runtime: SentimentRuntime) -> None:
     forward = predict(runtime, list(TEXTS))
     backward = predict(runtime, list(reversed(TEXTS)))
@@ -72,7 +100,7 @@ def test_padding_and_sub_batches_do_not_change_scores(runtime: SentimentRuntime)
 
 def test_empty_whitespace_and_null_text_give_null(runtime: SentimentRuntime) -> None:
     rows = predict(runtime, ["", "   \n\t ", None, "great snack"])
-    assert rows[:3] == [{"label": None, "confidence": None}] * 3
+    assert rows[:3] == [dict.fromkeys(["label", "confidence", *SCORE_COLUMNS])] * 3
     assert rows[3]["label"] in LABELS
 
 
@@ -90,15 +118,15 @@ def test_memory_estimate_counts_parameters(runtime: SentimentRuntime) -> None:
     assert runtime.memory_bytes() >= 4 * n_parameters
 
 
-def test_host_puts_nulls_back_in_place(registry: Registry, fixed_thresholds: Manifest) -> None:
+def test_host_puts_nulls_back_in_place(registry: Registry, fixed_calibration: Manifest) -> None:
     host = ModelHost(registry)
     batch = pa.table({"text": pa.array(["lovely", None, "", "awful", None], pa.string())})
     out = host.predict("sentiment_fixed", batch)
-    assert out.schema.names == ["label", "confidence"]
+    assert out.schema.names == ["label", "confidence", *SCORE_COLUMNS]
     assert out.schema.field("confidence").type == pa.float64()
     labels = out.column("label").to_pylist()
     assert [label is None for label in labels] == [False, True, True, False, True]
-    assert host.loaded() == [("sentiment_fixed", fixed_thresholds.version)]
+    assert host.loaded() == [("sentiment_fixed", fixed_calibration.version)]
 
 
 def test_local_client_serves_the_trained_model(registry: Registry, trained: Manifest) -> None:
@@ -111,22 +139,22 @@ def test_local_client_serves_the_trained_model(registry: Registry, trained: Mani
     assert set(listing["sentiment"]["metrics"]) >= {"auc", "accuracy"}
 
 
-def test_unload_releases_the_model(registry: Registry, tiny_base: Path, fixed_thresholds: Manifest) -> None:
-    loaded = SentimentRuntime(fixed_thresholds, tiny_base)
+def test_unload_releases_the_model(registry: Registry, tiny_base: Path, fixed_calibration: Manifest) -> None:
+    loaded = SentimentRuntime(fixed_calibration, tiny_base)
     loaded.load()
     loaded.unload()
     assert loaded.model is None and loaded.tokenizer is None
 
 
-def _fixed_with(registry: Registry, fixed: Manifest, **params: str) -> SentimentRuntime:
+def _fixed_with(registry: Registry, fixed: Manifest, **params: object) -> SentimentRuntime:
     """The fixed-thresholds model's runtime, not yet loaded, with `params` added to its manifest's."""
     manifest = fixed.model_copy(update={"params": {**fixed.params, **params}})
     return SentimentRuntime(manifest, registry.local_path(fixed.name, fixed.version))
 
 
-def test_bfloat16_precision_stays_close_to_float32(registry: Registry, fixed_thresholds: Manifest) -> None:
-    half = _fixed_with(registry, fixed_thresholds, precision="bfloat16")
-    full = _fixed_with(registry, fixed_thresholds)
+def test_bfloat16_precision_stays_close_to_float32(registry: Registry, fixed_calibration: Manifest) -> None:
+    half = _fixed_with(registry, fixed_calibration, precision="bfloat16")
+    full = _fixed_with(registry, fixed_calibration)
     half.load()
     full.load()
     texts = [text * (i + 1) for i, text in enumerate(TEXTS)]
@@ -139,9 +167,9 @@ def test_bfloat16_precision_stays_close_to_float32(registry: Registry, fixed_thr
     assert [row["label"] in LABELS for row in rows] == [True] * len(TEXTS)
 
 
-def test_bfloat16_casts_the_linear_weights_once_at_load(registry: Registry, fixed_thresholds: Manifest) -> None:
-    half = _fixed_with(registry, fixed_thresholds, precision="bfloat16")
-    full = _fixed_with(registry, fixed_thresholds)
+def test_bfloat16_casts_the_linear_weights_once_at_load(registry: Registry, fixed_calibration: Manifest) -> None:
+    half = _fixed_with(registry, fixed_calibration, precision="bfloat16")
+    full = _fixed_with(registry, fixed_calibration)
     half.load()
     full.load()
     dtypes = {name: parameter.dtype for name, parameter in half.model.named_parameters()}
@@ -158,12 +186,12 @@ def test_an_unknown_precision_fails_to_load_with_the_choices(registry: Registry,
 
 
 def test_device_auto_follows_what_torch_sees_and_a_missing_gpu_is_a_clear_load_error(
-    registry: Registry, fixed_thresholds: Manifest
+    registry: Registry, fixed_calibration: Manifest
 ) -> None:
     import torch
 
     def with_device(device: str) -> SentimentRuntime:
-        return _fixed_with(registry, fixed_thresholds, device=device)
+        return _fixed_with(registry, fixed_calibration, device=device)
 
     auto = with_device("auto")
     auto.load()
@@ -177,7 +205,9 @@ def test_device_auto_follows_what_torch_sees_and_a_missing_gpu_is_a_clear_load_e
         with_device("tpu").load()
 
 
-def test_a_model_process_scores_as_the_bridges_own_process_does(registry: Registry, fixed_thresholds: Manifest) -> None:
+def test_a_model_process_scores_as_the_bridges_own_process_does(
+    registry: Registry, fixed_calibration: Manifest
+) -> None:
     """`model_processes`: the real runtime in a child process (PyTorch imported there)."""
     batch = pa.table({"text": pa.array([*TEXTS, None, ""], pa.string())})
     here = ModelHost(registry)

@@ -154,13 +154,14 @@ def test_sentiment_ddp_fine_tune_with_two_gloo_workers(
     assert done.metrics["workers"] == 2.0 and done.metrics["samples_per_second"] > 0
     assert 0.0 <= done.metrics["auc"] <= 1.0
     manifest = registry.describe("tiny_sentiment")
-    assert manifest.runtime == "sentiment" and set(manifest.params["thresholds"]) == {
-        "negative_below",
-        "positive_above",
+    assert manifest.runtime == "sentiment" and set(manifest.params["calibration"]) == {
+        "encoder_weight",
+        "lexical_weight",
+        "bias",
     }
     assert manifest.params["precision"] == "bfloat16"
     labels = ModelHost(registry).predict("tiny_sentiment", pa.table({"text": ["great love tea", None]}))
-    assert labels.column("label").to_pylist()[0] in ("positive", "negative", "neutral")
+    assert labels.column("label").to_pylist()[0] in ("positive", "negative", "neutral", "mixed")
     assert labels.column("label").to_pylist()[1] is None
 
 
