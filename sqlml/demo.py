@@ -40,6 +40,7 @@ SELECT category,
        count(*) FILTER (WHERE s.label = 'positive') AS positive,
        count(*) FILTER (WHERE s.label = 'neutral')  AS neutral,
        count(*) FILTER (WHERE s.label = 'negative') AS negative,
+       count(*) FILTER (WHERE s.label = 'mixed')    AS mixed,
        round(avg(s.confidence), 2)                   AS avg_confidence
 FROM (
     SELECT CASE

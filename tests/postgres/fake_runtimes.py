@@ -17,12 +17,16 @@ class FakeSentiment(Runtime):
     def predict(self, batch: pa.Table) -> pa.Table:
         texts = batch.column("text").to_pylist()
         positive = ["good" in t or "great" in t for t in texts]
-        return pa.table(
-            {
-                "label": pa.array(["positive" if p else "negative" for p in positive]),
-                "confidence": pa.array([0.9 if p else 0.7 for p in positive], pa.float64()),
-            }
-        )
+        columns = {
+            "label": pa.array(["positive" if p else "negative" for p in positive]),
+            "confidence": pa.array([0.9 if p else 0.7 for p in positive], pa.float64()),
+            # the four scores of sentiment_signature(), summing to 1
+            "score_positive": pa.array([0.9 if p else 0.2 for p in positive], pa.float64()),
+            "score_negative": pa.array([0.05 if p else 0.7 for p in positive], pa.float64()),
+            "score_neutral": pa.array([0.05 if p else 0.1 for p in positive], pa.float64()),
+            "score_mixed": pa.array([0.0] * len(texts), pa.float64()),
+        }
+        return pa.table({name: columns[name] for name in self.manifest.signature.output_names()})
 
 
 class FakeEcho(Runtime):
