@@ -6,7 +6,8 @@ test, probe texts and probe segments per option) and scores, per option:
 - `before`: today's rule, three labels from raw P(great) with the neutral band where each side
   reaches 85 % precision on the validation slice (a probe `mixed` sentence can never be right);
 - `after, gamma=g`: calibrated P(great) (Platt on validation for single models; the stacked
-  options are calibrated already) through `sentiment_labels.four_scores`, mixed from the segments.
+  options are calibrated already) through `sentiment_labels.four_scores`, mixed from the segments
+  (scored by the encoder alone, Platt-scaled, as the runtime's `segment_calibration` does).
 
     PYTHONPATH=. python bench/sentiment_probe.py /tmp/sentiment-bench/probabilities.npz
 """
@@ -53,17 +54,20 @@ def main(path: str) -> None:
     print(
         "| option | before (3 labels) | "
         + " | ".join(f"after γ={g}" for g in (2, 3, 4, 6))
-        + " | after γ=3, per label |"
+        + " | after γ=4, per label |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for option in options:
         p_val, p_probe, p_seg = (saved[f"{option}/{s}"] for s in ("validation", "probe", "segments"))
         low, high = old_band(p_val, y_val.astype(bool))
         before = np.where(p_probe >= high, "positive", np.where(p_probe <= low, "negative", "neutral"))
-        if "+" not in option:  # single models: Platt scaling on the validation slice
-            platt = LogisticRegression(C=1e4).fit(logit(p_val)[:, None], y_val)
+        # clauses: the encoder alone, Platt-scaled on validation (the runtime's segment_calibration);
+        # whole texts: the stacked options are calibrated already, single models get Platt scaling
+        encoder = option.split("+")[0]
+        platt = LogisticRegression(C=1e4).fit(logit(saved[f"{encoder}/validation"])[:, None], y_val)
+        p_seg = platt.predict_proba(logit(saved[f"{encoder}/segments"])[:, None])[:, 1]
+        if "+" not in option:
             p_probe = platt.predict_proba(logit(p_probe)[:, None])[:, 1]
-            p_seg = platt.predict_proba(logit(p_seg)[:, None])[:, 1]
         mixed, at = np.zeros(len(probe)), 0
         for row, parts in enumerate(pieces):
             mixed[row] = mixed_strength(p_seg[at : at + len(parts)]) if len(parts) > 1 else 0.0
@@ -72,7 +76,7 @@ def main(path: str) -> None:
         for gamma in (2, 3, 4, 6):
             predicted = np.array(LABELS)[four_scores(p_probe, mixed, gamma).argmax(axis=1)]
             cells.append(f"{(predicted == truth).mean():.3f}")
-            if gamma == 3:
+            if gamma == 4:
                 per_label = ", ".join(f"{lab} {(predicted[truth == lab] == lab).mean():.2f}" for lab in LABELS)
                 misses = [
                     (t, lab, got) for t, lab, got in zip(probe["text"], truth, predicted, strict=True) if lab != got
@@ -80,7 +84,7 @@ def main(path: str) -> None:
         print(f"| {option} | {(before == truth).mean():.3f} | " + " | ".join(cells) + f" | {per_label} |")
         if option.endswith("+tfidf") and option.startswith(("top1", "frozen")):
             for text, lab, got in misses:
-                print(f"    miss ({option}, γ=3): {text!r} {lab} -> {got}")
+                print(f"    miss ({option}, γ=4): {text!r} {lab} -> {got}")
 
 
 if __name__ == "__main__":

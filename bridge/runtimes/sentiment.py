@@ -5,7 +5,8 @@ Artifact: the version folder holds a `save_pretrained` model (two classes, index
 5-star review), its tokenizer and, when the trainer fitted one, `lexical.json` (a TF-IDF + logistic
 regression model, `sentiment_labels.LexicalModel`). `manifest.params` holds `calibration` (the
 stacked logistic regression over the encoder's and the lexical model's logits, fitted on the
-trainer's validation slice), `labels.neutral_gamma` and `max_length`.
+trainer's validation slice), `segment_calibration` (the encoder's alone, used for clauses),
+`labels.neutral_gamma` and `max_length`.
 
 Outputs, per text: `label` (positive / negative / neutral / mixed), `confidence` (the label's
 score) and `score_positive`, `score_negative`, `score_neutral`, `score_mixed`, which sum to 1; how
@@ -169,6 +170,8 @@ class SentimentRuntime(Runtime):
         if self.precision == "bfloat16":
             store_linear_weights_in_bfloat16(self.model)
         self.calibration = Calibration.from_params(self.manifest.params.get("calibration"))
+        segment_params = self.manifest.params.get("segment_calibration")
+        self.segment_calibration = Calibration.from_params(segment_params) if segment_params else None
         lexical_file = self.path / LEXICAL_FILE
         self.lexical = LexicalModel.from_json(json.loads(lexical_file.read_text())) if lexical_file.exists() else None
         labels = self.manifest.params.get("labels", {})
@@ -177,12 +180,16 @@ class SentimentRuntime(Runtime):
         self.max_length = int(self.manifest.params.get("max_length", DEFAULT_MAX_LENGTH))
         self.sub_batch = int(self.manifest.params.get("sub_batch", DEFAULT_SUB_BATCH))
 
-    def probabilities(self, texts: Sequence[str]) -> np.ndarray:
-        """Calibrated P(positive) per text (encoder, lexical model, stacked calibration)."""
+    def probabilities(self, texts: Sequence[str], *, segments: bool = False) -> np.ndarray:
+        """Calibrated P(positive) per text: encoder, lexical model, stacked calibration. Clauses
+        (`segments=True`) use `segment_calibration` when the trainer fitted one: the encoder alone,
+        because a TF-IDF model knows too few of a short clause's words to be trusted there."""
         p_encoder = score_texts(
             self.model, self.tokenizer, texts, max_length=self.max_length, sub_batch=self.sub_batch,
             precision=self.precision,
         )  # fmt: skip
+        if segments and self.segment_calibration is not None:
+            return np.asarray(self.segment_calibration(p_encoder))
         cut = [text[:MAX_CHARS] for text in texts]
         lexical = self.lexical.logits(cut) if self.lexical is not None and texts else None
         return np.asarray(self.calibration(p_encoder, lexical))
@@ -194,7 +201,7 @@ class SentimentRuntime(Runtime):
         if self.use_segments:
             pieces = [segments(text[:MAX_CHARS])[:MAX_SEGMENTS] for text in texts]
             flat = [piece for row in pieces if len(row) > 1 for piece in row]
-            q = self.probabilities(flat) if flat else np.zeros(0)
+            q = self.probabilities(flat, segments=True) if flat else np.zeros(0)
             at = 0
             for row, parts in enumerate(pieces):
                 if len(parts) > 1:

@@ -150,7 +150,12 @@ def finish_sentiment(
         "neutral_rate": float((scores.argmax(axis=1) == LABELS.index("neutral")).mean()) if len(p) else math.nan,
         "final_train_loss": float(result.get("final_train_loss", math.nan)),
     }
-    params = {"calibration": calibration.as_params(), "labels": {"neutral_gamma": neutral_gamma, "segments": True}}
+    params = {
+        "calibration": calibration.as_params(),
+        # clauses are scored by the encoder alone: the lexical model knows too few of their words
+        "segment_calibration": calibrate(p_validation, None, y_validation).as_params(),
+        "labels": {"neutral_gamma": neutral_gamma, "segments": True},
+    }
     return params, {k: v for k, v in metrics.items() if not math.isnan(v)}
 
 

@@ -38,9 +38,9 @@ def test_label_is_the_largest_score_and_confidence_is_that_score() -> None:
     assert LABELS == ("positive", "negative", "neutral", "mixed")
 
 
-@pytest.mark.parametrize(("p", "label"), [(0.85, "positive"), (0.15, "negative"), (0.5, "neutral"), (0.6, "neutral")])
+@pytest.mark.parametrize(("p", "label"), [(0.8, "positive"), (0.2, "negative"), (0.5, "neutral"), (0.57, "neutral")])
 def test_plain_praise_and_complaint_are_not_neutral(p: float, label: str) -> None:
-    labels, _ = labels_and_confidences(four_scores(np.array([p]), np.zeros(1), neutral_gamma=3.0))
+    labels, _ = labels_and_confidences(four_scores(np.array([p]), np.zeros(1)))
     assert labels == [label]
 
 

@@ -21,6 +21,8 @@ def test_manifest_records_metrics_lineage_and_calibration(trained: Manifest) -> 
     assert trained.lineage["test_rows"] == 80
     assert len(trained.lineage["data_fingerprint"]) == 64
     assert set(trained.params["calibration"]) == {"encoder_weight", "lexical_weight", "bias"}
+    assert set(trained.params["segment_calibration"]) == {"encoder_weight", "lexical_weight", "bias"}
+    assert trained.params["segment_calibration"]["lexical_weight"] == 0.0
     assert trained.params["labels"]["neutral_gamma"] > 0
     for key in ("encoder_auc", "lexical_auc", "ece_before", "ece_after", "neutral_rate"):
         assert 0.0 <= trained.metrics[key] <= 1.0
