@@ -76,6 +76,18 @@ class ForecastRequest(BaseModel):
         max_length=100,
         description='"p1".."p99" or "mean"',
     )
+    future: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="covariate values for every step of the horizon, one object per step (and series): ts, "
+        "[series,] and each covariate the model was trained with; only for models with covariates",
+        examples=[[{"ts": "2024-03-01", "promo": True}, {"ts": "2024-03-02", "promo": False}]],
+    )
+    history: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="observations to forecast from instead of the history stored with the model: ts, [series,] "
+        "value; put on the model's frequency grid, the forecast starts the step after the last ts",
+        examples=[[{"ts": "2024-02-28", "value": 118.0}, {"ts": "2024-02-29", "value": 121.5}]],
+    )
 
 
 class ForecastRow(BaseModel):

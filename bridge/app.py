@@ -34,6 +34,7 @@ from sqlml.bridge.metrics import BridgeMetrics
 from sqlml.bridge.model_turns import ModelTurns
 from sqlml.bridge.predict_lane import PredictLane
 from sqlml.bridge.registry import Registry
+from sqlml.bridge.routes_import import router as import_router
 from sqlml.bridge.routes_models import router
 from sqlml.bridge.settings import BridgeSettings
 from sqlml.bridge.state import (
@@ -111,6 +112,7 @@ def create_app(settings: BridgeSettings | None = None) -> FastAPI:
     _add_health_routes(app, state)
 
     app.include_router(router)
+    app.include_router(import_router)
     include_job_routes(app, jobs_db=settings.jobs_db)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

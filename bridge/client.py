@@ -31,7 +31,18 @@ class ModelClient(Protocol):
 
     def explain(self, model: str, batch: pa.Table, top_k: int = 5) -> pa.Table: ...
 
-    def forecast(self, model: str, series: list[str] | None, horizon: int, quantiles: list[str]) -> pa.Table: ...
+    def forecast(
+        self,
+        model: str,
+        series: list[str] | None,
+        horizon: int,
+        quantiles: list[str],
+        future: pa.Table | None = None,
+        history: pa.Table | None = None,
+    ) -> pa.Table:
+        """Forecast rows (series, ts, quantile, value); `future`: covariate values for the horizon
+        (ts, [series,] covariates), `history`: observations to forecast from (ts, [series,] value)."""
+        ...
 
     def evaluate(self, model: str, batch: pa.Table) -> dict[str, Any]:
         """Metrics on labelled rows (inputs and the target column): `POST /v1/models/{name}/evaluate`."""
@@ -57,8 +68,16 @@ class LocalClient:
     def explain(self, model: str, batch: pa.Table, top_k: int = 5) -> pa.Table:
         return self.host.explain(model, batch, top_k)
 
-    def forecast(self, model: str, series: list[str] | None, horizon: int, quantiles: list[str]) -> pa.Table:
-        return self.host.forecast(model, series, horizon, quantiles)
+    def forecast(
+        self,
+        model: str,
+        series: list[str] | None,
+        horizon: int,
+        quantiles: list[str],
+        future: pa.Table | None = None,
+        history: pa.Table | None = None,
+    ) -> pa.Table:
+        return self.host.forecast(model, series, horizon, quantiles, future, history)
 
     def evaluate(self, model: str, batch: pa.Table) -> dict[str, Any]:
         from sqlml.bridge.evaluation import evaluate

@@ -299,13 +299,30 @@ class ModelHost:
         outputs = self._run(model, "explain", model.runtime.explain, kept, top_k)
         return scatter(outputs, keep, outputs.schema)
 
-    def forecast(self, ref: ModelRef | str, series: list[str] | None, horizon: int, quantiles: list[str]) -> pa.Table:
-        return self.forecast_loaded(self.get(ref), series, horizon, quantiles)
+    def forecast(
+        self,
+        ref: ModelRef | str,
+        series: list[str] | None,
+        horizon: int,
+        quantiles: list[str],
+        future: pa.Table | None = None,
+        history: pa.Table | None = None,
+    ) -> pa.Table:
+        return self.forecast_loaded(self.get(ref), series, horizon, quantiles, future, history)
 
     def forecast_loaded(
-        self, model: LoadedModel, series: list[str] | None, horizon: int, quantiles: list[str]
+        self,
+        model: LoadedModel,
+        series: list[str] | None,
+        horizon: int,
+        quantiles: list[str],
+        future: pa.Table | None = None,
+        history: pa.Table | None = None,
     ) -> pa.Table:
-        return self._run(model, "forecast", model.runtime.forecast, series, horizon, quantiles)
+        """`future` (covariate values) and `history` (observations) reach the runtime only when
+        given, so a plugin runtime written before they existed keeps forecasting."""
+        extra = () if future is None and history is None else (future, history)
+        return self._run(model, "forecast", model.runtime.forecast, series, horizon, quantiles, *extra)
 
     def _run(self, model: LoadedModel, operation: str, call: Callable[..., pa.Table], *args: Any) -> pa.Table:
         with self._using(model):

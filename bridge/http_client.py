@@ -17,7 +17,7 @@ import httpx
 import pyarrow as pa
 
 from sqlml.bridge.manifest import Manifest
-from sqlml.bridge.wire import ARROW_STREAM, read_ipc, write_ipc
+from sqlml.bridge.wire import ARROW_STREAM, read_ipc, table_to_json, write_ipc
 from sqlml.errors import BridgeTimeout, SqlmlError, Unavailable
 
 NO_DELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
@@ -59,8 +59,19 @@ class BridgeClient:
     def explain(self, model: str, batch: pa.Table, top_k: int = 5) -> pa.Table:
         return self._arrow(f"/v1/models/{model}/explain", batch, params={"top_k": top_k})
 
-    def forecast(self, model: str, series: list[str] | None, horizon: int, quantiles: list[str]) -> pa.Table:
-        body = {"series": series, "horizon": horizon, "quantiles": quantiles}
+    def forecast(
+        self,
+        model: str,
+        series: list[str] | None,
+        horizon: int,
+        quantiles: list[str],
+        future: pa.Table | None = None,
+        history: pa.Table | None = None,
+    ) -> pa.Table:
+        body: dict[str, Any] = {"series": series, "horizon": horizon, "quantiles": quantiles}
+        for name, rows in (("future", future), ("history", history)):
+            if rows is not None:
+                body[name] = table_to_json(_without_decimals(rows), "rows")["rows"]
         with self._request("POST", f"/v1/models/{model}/forecast", json=body, headers={"Accept": ARROW_STREAM}) as r:
             return read_ipc(r.content)
 
@@ -86,6 +97,10 @@ class BridgeClient:
 
     def unpin(self, model: str) -> None:
         self._json("DELETE", f"/v1/models/{model}/pin")
+
+    def request_json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        """Any other route, answered in JSON (DuckDB's ml.train: uploads and jobs), with the same errors."""
+        return self._json(method, path, **kwargs)
 
     def ready(self) -> bool:
         try:
@@ -154,3 +169,11 @@ def _error_from(response: httpx.Response) -> SqlmlError:
             }
         )
     return SqlmlError.from_dict(error, response.status_code)
+
+
+def _without_decimals(table: pa.Table) -> pa.Table:
+    """Decimal columns as doubles, which JSON carries (forecast rows are numbers, not money)."""
+    for i, kind in enumerate(table.schema.types):
+        if pa.types.is_decimal(kind):
+            table = table.set_column(i, table.schema.names[i], table.column(i).cast(pa.float64()))
+    return table

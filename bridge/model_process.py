@@ -93,8 +93,16 @@ class ProcessRuntime(Runtime):
         result: pa.Table = self._call("explain", batch, top_k)
         return result
 
-    def forecast(self, series: list[str] | None, horizon: int, quantiles: list[str]) -> pa.Table:
-        result: pa.Table = self._call("forecast", series, horizon, quantiles)
+    def forecast(
+        self,
+        series: list[str] | None,
+        horizon: int,
+        quantiles: list[str],
+        future: pa.Table | None = None,
+        history: pa.Table | None = None,
+    ) -> pa.Table:
+        extra = [] if future is None and history is None else [future, history]
+        result: pa.Table = self._call("forecast", series, horizon, quantiles, *extra)
         return result
 
     def memory_bytes(self) -> int:

@@ -333,7 +333,9 @@ def _explain(state: BridgeState, loaded: LoadedModel, table: pa.Table, top_k: in
     ),
 )
 async def forecast(model: str, body: schemas.ForecastRequest, request: Request) -> Response:
-    """Rows of (series, ts, quantile, value) for `horizon` steps after each series' end."""
+    """Rows of (series, ts, quantile, value) for `horizon` steps after each series' end: the end of
+    the stored history, or of `history` when given. A model trained with covariates needs their
+    values for each of those steps in `future`."""
     ref = ModelRef.parse(model)
     state = _authorize(request, predict_scope(ref.name))
     started = time.perf_counter()
@@ -349,7 +351,9 @@ async def forecast(model: str, body: schemas.ForecastRequest, request: Request) 
 
 
 def _forecast(state: BridgeState, loaded: LoadedModel, body: schemas.ForecastRequest) -> pa.Table:
-    return state.host.forecast_loaded(loaded, body.series, body.horizon, body.quantiles)
+    future = None if body.future is None else json_to_table(None, body.future)[0]
+    history = None if body.history is None else json_to_table(None, body.history)[0]
+    return state.host.forecast_loaded(loaded, body.series, body.horizon, body.quantiles, future, history)
 
 
 @router.post(

@@ -44,6 +44,7 @@ HELPER = [
         "bridge_http",  # the bridge's HTTP client
         "sql_function",  # the decorators of the SQL-facing functions
         "query_text",  # one SELECT, checked without a parser
+        "caller_rows",  # the caller's rows as JSON, for the invoker / definer pairs
         "row_scoring",  # ml.predict, ml.sentiment, the typed functions
         "batch_scoring",  # ml.predict_batch, ml.sentiment_batch, ml._predict_rows
         "query_scoring",  # ml.predict_query

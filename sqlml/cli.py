@@ -11,7 +11,8 @@ import importlib
 import typer
 
 COMMAND_MODULES = [
-    "sqlml.commands.embedded",  # demo, query, models
+    "sqlml.commands.embedded",  # demo, query
+    "sqlml.commands.models",  # models (the listing), models import
     "sqlml.commands.serve",  # serve (the bridge)
     "sqlml.commands.rewrite",  # sql rewrite (batch per-row model calls)
     "sqlml.commands.train",  # train, jobs (training jobs on the bridge)

@@ -282,17 +282,30 @@ def _evaluation(client: ModelClient, model: str, text: str) -> list[dict[str, An
 
 
 def forecast(client: ModelClient) -> ArrowUdf:
-    """`__sqlml_forecast(model, series, horizon, quantiles)`: the forecast rows as a list per call."""
+    """`__sqlml_forecast(model, series, horizon, quantiles, future_json, history_json)`: the forecast
+    rows as a list per call. `future_json` / `history_json` are the rows of the macro's `future` and
+    `history` queries as one JSON list each (NULL: not given)."""
 
     def run(
-        models: pa.ChunkedArray, series: pa.ChunkedArray, horizons: pa.ChunkedArray, quantiles: pa.ChunkedArray
+        models: pa.ChunkedArray,
+        series: pa.ChunkedArray,
+        horizons: pa.ChunkedArray,
+        quantiles: pa.ChunkedArray,
+        futures: pa.ChunkedArray,
+        histories: pa.ChunkedArray,
     ) -> pa.Array:
         done: dict[tuple[Any, ...], list[dict[str, Any]] | None] = {}
         results = []
-        for model, one_series, horizon, wanted in zip(
-            models.to_pylist(), series.to_pylist(), horizons.to_pylist(), quantiles.to_pylist(), strict=True
+        for model, one_series, horizon, wanted, future, history in zip(
+            models.to_pylist(),
+            series.to_pylist(),
+            horizons.to_pylist(),
+            quantiles.to_pylist(),
+            futures.to_pylist(),
+            histories.to_pylist(),
+            strict=True,
         ):
-            key = (model, one_series, horizon, tuple(wanted) if wanted is not None else None)
+            key = (model, one_series, horizon, tuple(wanted) if wanted is not None else None, future, history)
             if key not in done:
                 done[key] = None if model is None else _forecast_rows(client, *key)
             results.append(done[key])
@@ -301,8 +314,24 @@ def forecast(client: ModelClient) -> ArrowUdf:
     return run
 
 
+def _rows_table(text: str | None, name: str) -> pa.Table | None:
+    if text is None:
+        return None
+    rows = json.loads(text)
+    if not isinstance(rows, list):
+        raise InvalidInput(f"{name} must be a query whose rows are the {name} values")
+    table, _shape = json_to_table(None, rows)
+    return table
+
+
 def _forecast_rows(
-    client: ModelClient, model: str, series: str | None, horizon: int | None, quantiles: tuple[str, ...] | None
+    client: ModelClient,
+    model: str,
+    series: str | None,
+    horizon: int | None,
+    quantiles: tuple[str, ...] | None,
+    future: str | None = None,
+    history: str | None = None,
 ) -> list[dict[str, Any]]:
     with errors_naming(model):
         table = client.forecast(
@@ -310,6 +339,8 @@ def _forecast_rows(
             None if series is None else [series],
             DEFAULT_HORIZON if horizon is None else int(horizon),
             list(quantiles) if quantiles is not None else list(DEFAULT_QUANTILES),
+            _rows_table(future, "future"),
+            _rows_table(history, "history"),
         )
         rows: list[dict[str, Any]] = (
             table.select(FORECAST_ROW_TYPE.names).cast(pa.schema(list(FORECAST_ROW_TYPE))).to_pylist()

@@ -13,6 +13,9 @@ RUNTIMES: dict[str, str | type[Runtime]] = {
     "sentiment": "sqlml.bridge.runtimes.sentiment:SentimentRuntime",
     "xgboost": "sqlml.bridge.runtimes.xgboost_model:XGBoostRuntime",
     "forecast": "sqlml.bridge.runtimes.forecast:ForecastRuntime",
+    # models trained elsewhere (`sqlml models import`); imported XGBoost models use "xgboost"
+    "sklearn": "sqlml.bridge.runtimes.sklearn_model:SklearnRuntime",
+    "text_classifier": "sqlml.bridge.runtimes.text_classifier:TextClassifierRuntime",
 }
 
 

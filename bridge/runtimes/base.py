@@ -45,8 +45,17 @@ class Runtime(ABC):
         value, contribution, sorted by absolute contribution, at most `top_k`) and `bias`."""
         raise NotSupported(f'model "{self.manifest.name}" ({self.name}) does not support explain')
 
-    def forecast(self, series: list[str] | None, horizon: int, quantiles: list[str]) -> pa.Table:
-        """Long-format forecast rows: series, ts, quantile, value."""
+    def forecast(
+        self,
+        series: list[str] | None,
+        horizon: int,
+        quantiles: list[str],
+        future: pa.Table | None = None,
+        history: pa.Table | None = None,
+    ) -> pa.Table:
+        """Long-format forecast rows: series, ts, quantile, value. `future` holds covariate values
+        for the horizon (ts, [series,] covariates), `history` observations to forecast from in place
+        of the stored ones (ts, [series,] value); the host passes them only when a caller gave them."""
         raise NotSupported(f'model "{self.manifest.name}" ({self.name}) does not forecast')
 
     def drain_counts(self) -> dict[str, int]:

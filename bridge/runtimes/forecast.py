@@ -10,15 +10,18 @@ for daily and coarser steps targets are relative to the level at the origin, so 
 
 The artifact (`quantiles.json`, `mean.json`, `forecast.json`) carries the last
 `frequency.history` steps of each series, per-series scales, and the conformal offsets measured
-on a validation split. A forecast starts the step after the stored history ends. Any quantile
-from p1 to p99 is linearly interpolated between the (sorted, hence monotone) grid quantiles.
+on a validation split. A forecast starts the step after the stored history ends, or, given fresh
+`history` rows, the step after their last timestamp. Covariates (other columns of the training
+query) add their value at the target step as features, so a model with covariates needs their
+`future` values for the whole horizon (`forecast_inputs.py`). Any quantile from p1 to p99 is
+linearly interpolated between the (sorted, hence monotone) grid quantiles.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -28,6 +31,7 @@ import xgboost as xgb
 
 from sqlml.bridge.runtimes.base import Runtime
 from sqlml.bridge.runtimes.forecast_frequency import HOURLY, Frequency, named
+from sqlml.bridge.runtimes.forecast_inputs import Observed, fresh_history, future_covariates
 from sqlml.errors import InvalidInput, ModelLoadError, close_names
 
 QUANTILES_FILE = "quantiles.json"
@@ -63,8 +67,9 @@ FloatMatrix = np.ndarray[Any, np.dtype[np.float32]]
 IntArray = np.ndarray[Any, np.dtype[np.int64]]
 
 
-def feature_names(frequency: Frequency = HOURLY) -> list[str]:
-    return ["series", *frequency.calendar, "horizon", *VALUE_FEATURES]
+def feature_names(frequency: Frequency = HOURLY, covariates: tuple[str, ...] | list[str] = ()) -> list[str]:
+    """The model's feature columns: `horizon_features`' and then each covariate at the target step."""
+    return ["series", *frequency.calendar, "horizon", *VALUE_FEATURES, *covariates]
 
 
 def _calendar(times: pd.DatetimeIndex, name: str) -> np.ndarray[Any, Any]:
@@ -177,6 +182,9 @@ class ForecastMeta:
     history_end: str  # ISO timestamp of the last stored step
     history: dict[str, list[float]]  # the last `frequency.history` values of each series
     frequency: str = "h"  # the pandas alias of the step (`Frequency.offset`); older artifacts are hourly
+    covariates: list[dict[str, str]] = field(default_factory=list)  # name and SQL type, in feature order
+    aggregate: str | None = None  # the training's rules, applied to fresh history too
+    fill: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__)
@@ -219,45 +227,89 @@ class ForecastRuntime(Runtime):
         """
         out: dict[str, list[Any]] = {name: [] for name in OUTPUT_SCHEMA.names}
         for row in batch.to_pylist():
-            table = self.forecast([row["series"]], int(row["horizon"]), [row["quantile"]])
+            table = self.forecast([row["series"]], int(row["horizon"]), [row["quantile"]], None, None)
             last = table.slice(table.num_rows - 1, 1).to_pylist()[0]
             for name, values in out.items():
                 values.append(last[name])
         return pa.Table.from_pydict(out, schema=OUTPUT_SCHEMA)
 
-    def forecast(self, series: list[str] | None, horizon: int, quantiles: list[str]) -> pa.Table:
+    @property
+    def covariates(self) -> list[str]:
+        return [c["name"] for c in self.meta.covariates]
+
+    def forecast(
+        self,
+        series: list[str] | None,
+        horizon: int,
+        quantiles: list[str],
+        future: pa.Table | None = None,
+        history: pa.Table | None = None,
+    ) -> pa.Table:
+        """`horizon` steps after the stored history, or after `history`'s rows when given; a model
+        with covariates takes their values for those steps from `future`."""
         if self.quantile_model is None or self.mean_model is None:
             raise ModelLoadError(f'model "{self.manifest.name}" is not loaded')
-        chosen = self._check_series(series)
         horizon = self._check_horizon(horizon)
         labels = list(dict.fromkeys(str(q).strip().lower() for q in (quantiles or DEFAULT_QUANTILES)))
         levels = [parse_quantile(label) for label in labels]
+        observed = self._observed(series, history)
         steps = np.arange(1, horizon + 1, dtype=np.int64)
-        times = self.frequency.after(self.history_end, horizon)
-        blocks = []
-        for name in chosen:
-            values = self._series_values(name, steps, times, levels)  # (horizon, len(levels))
-            blocks.append(values.reshape(-1))
+        times = {name: self.frequency.after(seen.end, horizon) for name, seen in observed.items()}
+        regressors = future_covariates(self.manifest.name, future, self.covariates, times, self.frequency)
+        chosen = list(observed)
+        blocks = [
+            self._series_values(name, observed[name].values, steps, times[name], levels, regressors[name]).reshape(-1)
+            for name in chosen
+        ]  # each (horizon, len(levels)), flattened
         count = len(chosen) * horizon * len(labels)
+        stamps = [np.repeat(times[name].to_numpy(dtype="datetime64[us]"), len(labels)) for name in chosen]
         return pa.Table.from_arrays(
             [
                 pa.array(np.repeat(np.asarray(chosen, dtype=object), horizon * len(labels)), pa.string()),
-                pa.array(np.tile(np.repeat(times.to_numpy(dtype="datetime64[us]"), len(labels)), len(chosen))),
+                pa.array(np.concatenate(stamps) if stamps else np.array([], dtype="datetime64[us]")),
                 pa.array(np.tile(np.asarray(labels, dtype=object), count // max(len(labels), 1)), pa.string()),
                 pa.array(np.concatenate(blocks) if blocks else np.array([], dtype=np.float64)),
             ],
             schema=OUTPUT_SCHEMA,
         )
 
+    def _observed(self, series: list[str] | None, history: pa.Table | None) -> dict[str, Observed]:
+        """The history each chosen series is forecast from: stored, or the caller's rows."""
+        if history is None:
+            return {
+                name: Observed(np.asarray(self.meta.history[name], dtype=np.float64), self.history_end)
+                for name in self._check_series(series)
+            }
+        chosen = self._check_series(series) if series else None
+        needed = len(next(iter(self.meta.history.values())))  # the stored depth: what the features read
+        return fresh_history(
+            self.manifest.name,
+            history,
+            chosen,
+            self.meta.series,
+            self.frequency,
+            needed,
+            self.meta.aggregate,
+            self.meta.fill,
+        )
+
     def _series_values(
-        self, name: str, steps: IntArray, times: pd.DatetimeIndex, levels: list[float | None]
+        self,
+        name: str,
+        observed: np.ndarray[Any, Any],
+        steps: IntArray,
+        times: pd.DatetimeIndex,
+        levels: list[float | None],
+        regressors: np.ndarray[Any, Any],
     ) -> np.ndarray[Any, Any]:
         assert self.quantile_model is not None and self.mean_model is not None
         scale = self.meta.scales[name]
-        history = np.asarray(self.meta.history[name], dtype=np.float64) / scale
+        history = observed / scale
         targets = len(history) - 1 + steps
         code, frequency = self.meta.series.index(name), self.frequency
         features = horizon_features(history, targets, steps, times, code, frequency)
+        if regressors.shape[1]:
+            features = np.column_stack([features, regressors]).astype(np.float32)
         level = origin_level(history, targets, steps, frequency) * scale
         grid_values = np.asarray(self.quantile_model.inplace_predict(features), dtype=np.float64)
         grid_values = np.sort(grid_values + np.asarray(self.meta.offsets[name]), axis=1) * level[:, None]

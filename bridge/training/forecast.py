@@ -11,6 +11,11 @@ a version that does not. Calibration is conformalized quantile regression, one-s
 grid quantile and series: the offset that makes the validation residuals cover exactly that
 quantile is added to the model's prediction.
 
+Covariates (`covariates`: other numeric or boolean columns of the frame, such as a promotion flag)
+are put on the same grid (averaged within a step, filled by the same `fill` rule, missing values
+left to XGBoost) and each adds its value at the target step as a feature; the artifact records
+them, so a forecast asks for their future values.
+
 The published model is the one measured (fit on the first 60 %, calibrated on the next 20 %); it
 is not refit on all data, so its metrics describe what serves. Its forecasts still start at the
 end of the data: the features only need history, and the artifact carries the last weeks of it.
@@ -37,6 +42,7 @@ from sqlml.bridge.runtimes.forecast import (
     origin_level,
 )
 from sqlml.bridge.runtimes.forecast_frequency import Frequency, regular_wide
+from sqlml.bridge.runtimes.forecast_inputs import covariate_type, is_covariate_dtype
 from sqlml.bridge.training.common import artifact_dir, data_fingerprint, progress_bar, xgboost_progress
 from sqlml.data.power import SERIES, SOURCE, load_power_hourly
 from sqlml.errors import TrainingError
@@ -73,6 +79,7 @@ def train_forecast(
     frequency: str | None = None,
     aggregate: str | None = None,
     fill: str | None = None,
+    covariates: tuple[str, ...] | list[str] = (),
     **params: Any,
 ) -> Manifest:
     """Fit, calibrate, test and publish a forecast model; returns the stored manifest.
@@ -82,13 +89,16 @@ def train_forecast(
     are clamped to its ends). `max_train_rows` subsamples the training rows (None keeps all).
     `frequency` names the step (default: inferred); `aggregate` (sum, mean, …) buckets rows into
     steps, `fill` (interpolate, zero) fills missing steps; without them either is an error.
+    `covariates` names columns of `data` whose value at the target step is a feature.
     `params` override `DEFAULT_PARAMS` (`n_estimators`, `max_depth`, `learning_rate`, …).
     """
     grid = _check_grid(quantile_grid)
     started = time.perf_counter()
     frame = load_power_hourly() if data is None else data
+    covariates = _check_covariates(frame, list(covariates))
     wide, step = _wide(frame, frequency, aggregate, fill)
     series = list(wide.columns)
+    grids = _covariate_grids(frame, covariates, step, wide, fill)
     observations = len(wide)
     first_target = step.history - 1
     needed = needed_history(step, validation_fraction, test_fraction)
@@ -104,7 +114,7 @@ def train_forecast(
     settings = {**DEFAULT_PARAMS, **params}
     n_rounds = int(settings.pop("n_estimators"))
     scales = {s: _scale(wide[s].to_numpy()[:validation_start]) for s in series}
-    rows = _samples(wide, scales, step, first_target, np.random.default_rng(seed))
+    rows = _samples(wide, scales, step, first_target, np.random.default_rng(seed), grids)
     rng = np.random.default_rng(seed + 1)
     train, validation, test = (
         _at_most(rows.subset(rows.target < validation_start), max_train_rows, rng),
@@ -145,6 +155,9 @@ def train_forecast(
         history_end=wide.index[-1].isoformat(),
         history={s: [float(v) for v in wide[s].to_numpy()[-step.history :]] for s in series},
         frequency=step.offset,
+        covariates=[{"name": c, "type": covariate_type(frame[c])} for c in covariates],
+        aggregate=aggregate,
+        fill=fill,
     )
     demo = data is None
     unit_text = "kWh used in the hour starting at ts" if demo else f"the value of the {step.unit} starting at ts"
@@ -200,7 +213,8 @@ def train_forecast(
             "frequency": step.name,
             "aggregate": aggregate,
             "fill": fill,
-            "features": feature_names(step),
+            "covariates": meta.covariates,
+            "features": feature_names(step, covariates),
             "calibration": "conformalized quantile regression, one-sided offsets per series and quantile",
         },
     )
@@ -275,13 +289,61 @@ def _splits_fit(count: int, step: Frequency, validation_fraction: float, test_fr
     )
 
 
+def _check_covariates(frame: pd.DataFrame, covariates: list[str]) -> list[str]:
+    reserved = {"ts", "series", "value"}
+    for name in covariates:
+        if name in reserved or name not in frame.columns:
+            raise TrainingError(
+                f'covariate "{name}" is not a column of the training data besides ts, series and value',
+                detail={"covariate": name, "columns": list(frame.columns)},
+            )
+        if not is_covariate_dtype(frame[name]):
+            raise TrainingError(
+                f'covariate "{name}" must be numeric or boolean, not {frame[name].dtype}',
+                hint="cast it in the query, or leave it out",
+                detail={"covariate": name},
+            )
+    return list(dict.fromkeys(covariates))
+
+
+def _covariate_grids(
+    frame: pd.DataFrame, covariates: list[str], step: Frequency, wide: pd.DataFrame, fill: str | None
+) -> dict[str, np.ndarray[Any, Any]]:
+    """Per series, a (steps, covariates) matrix on `wide`'s grid: values averaged within a step,
+    missing steps filled by `fill` (else NaN, which XGBoost treats as missing)."""
+    if not covariates:
+        return {name: np.empty((len(wide), 0)) for name in wide.columns}
+    buckets = step.bucket(pd.DatetimeIndex(pd.DatetimeIndex(frame["ts"]).astype("datetime64[us]")))
+    values = pd.DataFrame(
+        {c: frame[c].astype("Float64").to_numpy(dtype=np.float64, na_value=np.nan) for c in covariates}
+    )
+    values["ts"], values["series"] = buckets, frame["series"].astype(str).to_numpy()
+    means = values.groupby(["series", "ts"])[covariates].mean()
+    out = {}
+    for name in wide.columns:
+        own = means.xs(name, level="series") if name in means.index.get_level_values("series") else None
+        grid = pd.DataFrame(index=wide.index, columns=covariates, dtype="float64") if own is None else own
+        grid = grid.reindex(wide.index)
+        if fill == "interpolate":
+            grid = grid.interpolate(method="linear", limit_direction="both")
+        elif fill == "zero":
+            grid = grid.fillna(0.0)
+        out[name] = grid.to_numpy(dtype=np.float64)
+    return out
+
+
 def _scale(values: np.ndarray[Any, Any]) -> float:
     level = float(np.mean(np.abs(values)))
     return level if level > 1e-9 else 1.0
 
 
 def _samples(
-    wide: pd.DataFrame, scales: dict[str, float], step: Frequency, first_target: int, rng: np.random.Generator
+    wide: pd.DataFrame,
+    scales: dict[str, float],
+    step: Frequency,
+    first_target: int,
+    rng: np.random.Generator,
+    grids: dict[str, np.ndarray[Any, Any]],
 ) -> _Rows:
     """Rows per (series, target step), each with a random horizon in 1..max_horizon; short series
     get several horizons a target (up to `TARGET_ROWS` rows in all, at most one per horizon)."""
@@ -294,6 +356,8 @@ def _samples(
         horizons = rng.integers(1, step.max_horizon + 1, size=len(targets)).astype(np.int64)
         times = pd.DatetimeIndex(wide.index[targets])
         features = horizon_features(values, targets, horizons, times, code, step)
+        if grids[name].shape[1]:  # each covariate at the target step
+            features = np.column_stack([features, grids[name][targets]]).astype(np.float32)
         level = origin_level(values, targets, horizons, step)
         label = values[targets] / level if step.relative else values[targets]
         seasons_back = (horizons + step.season - 1) // step.season

@@ -14,14 +14,11 @@ from collections.abc import Iterator
 from sqlml.sql.evaluation_rows import evaluation_rows
 
 from .bridge_http import quote_model
+from .caller_rows import caller_rows_json, json_rows
 from .model_names import check_model
 from .plpy_api import prepared
-from .query_text import check_json_rows, check_query
-from .settings import MAX_BATCH_SIZE
-from .sql_errors import BridgeError, from_spi_error
+from .sql_errors import from_spi_error
 from .sql_function import SqlCall, bridge_function, sql_function
-
-EVALUATE_FETCH_ROWS = 1_000
 
 
 @sql_function
@@ -29,24 +26,10 @@ def evaluate(call: SqlCall, model: str, query: str) -> Iterator[tuple[str, float
     """ml.evaluate(model, query) -> (metric, value) rows; at most MAX_BATCH_SIZE rows (one request)."""
     plpy = call.plpy
     check_model(model)
-    body = check_query(query)
-    wrapped = f"SELECT pg_catalog.to_jsonb(q)::pg_catalog.text AS row FROM (\n{body}\n) AS q"
-    rows: list[str] = []
+    rows = caller_rows_json(plpy, query, "ml.evaluate")
+    send = prepared(plpy, "SELECT ml._evaluate_rows($1, $2) AS answer", ["pg_catalog.text", "pg_catalog.text"])
     try:
-        cursor = plpy.cursor(wrapped)
-        while True:
-            fetched = cursor.fetch(EVALUATE_FETCH_ROWS)
-            if not fetched:
-                break
-            rows.extend(str(r["row"]) for r in fetched)
-            if len(rows) > MAX_BATCH_SIZE:
-                raise BridgeError(
-                    "payload_too_large",
-                    f"ml.evaluate takes at most {MAX_BATCH_SIZE} rows (one request to the bridge)",
-                    hint="evaluate on a sample: ... ORDER BY random() LIMIT 100000",
-                )
-        send = prepared(plpy, "SELECT ml._evaluate_rows($1, $2) AS answer", ["pg_catalog.text", "pg_catalog.text"])
-        answer = plpy.execute(send, [model, "[" + ",".join(rows) + "]"])[0]["answer"]
+        answer = plpy.execute(send, [model, rows])[0]["answer"]
     except plpy.SPIError as exc:
         raise from_spi_error(exc) from None
     return iter(evaluation_rows(json.loads(str(answer))))
@@ -56,6 +39,6 @@ def evaluate(call: SqlCall, model: str, query: str) -> Iterator[tuple[str, float
 def evaluate_rows_json(call: SqlCall, model: str, rows_json: str) -> str:
     """ml._evaluate_rows(model, text): POST the rows to /v1/models/{model}/evaluate; the answer as JSON."""
     check_model(model)
-    rows = check_json_rows(rows_json, "ml._evaluate_rows")
+    rows = json_rows(rows_json, "ml._evaluate_rows")
     path = f"/v1/models/{quote_model(model)}/evaluate"
-    return json.dumps(call.bridge.call("POST", path, '{"rows": ' + rows + "}"))
+    return json.dumps(call.bridge.call("POST", path, {"rows": rows}))

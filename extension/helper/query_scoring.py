@@ -32,7 +32,7 @@ def predict_query(call: SqlCall, model: str, query: str, key: str) -> Iterator[t
     while iterating, as "error fetching next item from iterator" with the message as DETAIL."""
     plpy = call.plpy
     check_model(model)
-    body = check_query(query)
+    body = check_query(query, "ml.predict_query")
     if not isinstance(key, str) or not key:
         raise BridgeError("invalid_query", "key must name a column of the query")
     settings = read_settings(plpy, with_token=False)

@@ -1,28 +1,29 @@
 """The caller's query text, checked to be exactly one SELECT (or WITH, VALUES, TABLE) statement.
 
-ml.predict_query and ml.train run the caller's query as a subquery. With the standard library alone
+ml.predict_query, ml.train, ml.evaluate and ml.forecast (future, history) run the caller's query as
+a subquery. With the standard library alone
 there is no SQL parser here: the text is read just far enough to split it into statements at each
 `;` outside quotes, dollar quotes and comments.
 """
 
 from __future__ import annotations
 
-import json
 import re
 
 from .sql_errors import BridgeError
 
 
-def check_query(query: str) -> str:
+def check_query(query: str, function: str) -> str:
     """The query without a trailing semicolon, if it is exactly one SELECT / WITH / VALUES / TABLE
-    statement. Quotes, dollar quotes and comments are skipped so `;` inside them is fine."""
+    statement; `function` names the caller in errors. Quotes, dollar quotes and comments are
+    skipped so `;` inside them is fine."""
     if not isinstance(query, str) or not query.strip():
         raise BridgeError("invalid_query", "the query is empty")
     statements = [s for s in _split_statements(query) if s.strip()]
     if len(statements) != 1:
         raise BridgeError(
             "invalid_query",
-            "ml.predict_query takes exactly one SELECT statement",
+            f"{function} takes exactly one SELECT statement",
             hint="remove the extra statements (a ';' outside quotes ends a statement)",
         )
     text = statements[0]
@@ -30,21 +31,9 @@ def check_query(query: str) -> str:
     if not first or first.group(1).lower() not in ("select", "with", "values", "table"):
         raise BridgeError(
             "invalid_query",
-            "ml.predict_query takes a SELECT (or WITH ... SELECT) query",
+            f"{function} takes a SELECT (or WITH ... SELECT) query",
             hint="for example 'SELECT id, mostype, maothers FROM leads'",
         )
-    return text
-
-
-def check_json_rows(text: str, function: str) -> str:
-    """`text` when it is a JSON array of objects (rows), for the SECURITY DEFINER steps that put a
-    caller's rows into a bridge request: anything else is refused before any request is made."""
-    try:
-        rows = json.loads(text) if isinstance(text, str) else None
-    except ValueError:
-        rows = None
-    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
-        raise BridgeError("invalid_input", f"{function} takes a JSON array of row objects")
     return text
 
 

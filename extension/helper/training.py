@@ -48,7 +48,7 @@ def train(
                 hint="ml.train(model, task, query, target [, params, backend, promote])",
             )
     check_plain_name(model)
-    body = check_query(query)
+    body = check_query(query, "ml.train")
     options = json.loads(params) if params else {}
     if not isinstance(options, dict):
         raise BridgeError("bad_request", "params must be a jsonb object", hint="""e.g. '{"n_estimators": 200}'""")

@@ -282,7 +282,7 @@ def test_bad_settings(helper: ModuleType, settings: dict[str, str], message: str
 )
 def test_queries_that_are_not_one_select_are_rejected(helper: ModuleType, query: str) -> None:
     with pytest.raises(helper.BridgeError) as caught:
-        helper.check_query(query)
+        helper.check_query(query, "ml.predict_query")
     assert caught.value.sqlstate == "42601"
 
 
@@ -298,7 +298,7 @@ def test_queries_that_are_not_one_select_are_rejected(helper: ModuleType, query:
     ],
 )
 def test_single_selects_pass(helper: ModuleType, query: str, expected: str) -> None:
-    assert helper.check_query(query) == expected
+    assert helper.check_query(query, "ml.predict_query") == expected
 
 
 def _quote_ident(name: str) -> str:
@@ -357,8 +357,12 @@ def test_function_ddl_refuses_unsafe_or_reserved(entry: dict[str, Any]) -> None:
 
 def test_explain_forecast_models_lifecycle(helper: ModuleType, plpy: FakePlpy, bridge: Any) -> None:
     assert list(helper.explain(plpy, "lead", '{"a": 2, "b": 3}', 1)) == [("a", 2.0, 0.5)]
-    rows = list(helper.forecast(plpy, "power", None, 2, ["p10", "p90"]))
-    assert rows[0] == ("house", "2010-11-26T00:00:00", "p10", 0.0) and len(rows) == 4
+    # ml.forecast (SECURITY INVOKER) reads its queries, then sends the call through ml._forecast_rows
+    rows = json.loads(helper.forecast_rows_json(plpy, "power", None, 2, ["p10", "p90"], None, None))
+    assert rows[0] == {"series": "house", "ts": "2010-11-26T00:00:00", "quantile": "p10", "value": 0.0}
+    assert len(rows) == 4
+    with pytest.raises(PlpyError, match=r"ml\._forecast_rows future takes a JSON array of row objects"):
+        helper.forecast_rows_json(plpy, "power", None, 2, ["p50"], '{"ts": 1}', None)
     assert [m["name"] for m in helper.models(plpy)] == ["lead", "sentiment", "power"]
     assert json.loads(helper.deploy(plpy, "lead", 2, "production")) == {"alias": "production", "version": 2}
     assert helper.rollback(plpy, "lead", "production") == 1

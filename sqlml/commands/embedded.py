@@ -36,8 +36,7 @@ TokenOption = Annotated[str | None, typer.Option("--token", help="bearer token f
 
 
 def register(app: typer.Typer) -> None:
-    app.command("query")(query)
-    app.command("models")(models)
+    app.command("query")(query)  # `sqlml models` (this module's `models`) is the group in sqlml.commands.models
     app.command("demo")(demo)
 
 

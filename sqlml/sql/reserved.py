@@ -18,6 +18,8 @@ RESERVED_FUNCTIONS = frozenset(
         "forecast",
         "models",
         "evaluate",
+        # DuckDB (PostgreSQL lists jobs with SQL on ml.job)
+        "jobs",
         # PostgreSQL
         "sentiment_batch",
         "predict_batch",

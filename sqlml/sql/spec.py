@@ -28,6 +28,9 @@ from sqlml.sql.types import DUCKDB_TYPES, POSTGRES_TYPES, SIGNATURE_TYPES
 # so that generated SQL needs no quoting rules beyond the standard ones.
 COLUMN_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}\Z")
 TABLE_TASKS = frozenset({"forecast"})
+# The arguments of a forecast after the model, in order, on both engines: PostgreSQL's
+# ml.forecast(model, ...), DuckDB's ml.forecast(model, ...) and its per-model table macros.
+FORECAST_ARGUMENTS = ("series", "horizon", "quantiles", "future", "history")
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ def test_df_plus_is_readable(conn: psycopg.Connection) -> None:
 
 
 def test_the_forecast_comment_names_quantiles_the_model_accepts(conn: psycopg.Connection) -> None:
-    comment = conn.execute("SELECT obj_description('ml.forecast(text, text, integer, text[])'::regprocedure)")
+    comment = conn.execute(
+        "SELECT obj_description('ml.forecast(text, text, integer, text[], text, text)'::regprocedure)"
+    )
     text = comment.fetchone()[0]  # type: ignore[index]
     assert "q0.05" not in text and "p2.5" in text

@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 from sqlml.sql.reserved import BUILTIN_MODEL_FUNCTIONS, RESERVED_FUNCTIONS
+from sqlml.sql.spec import FORECAST_ARGUMENTS
 from sqlml.udfs.macros import GENERIC_MACROS
 
 sys.path.insert(0, str(Path(__file__).parents[2] / "extension"))
@@ -43,6 +44,12 @@ def test_every_public_extension_function_is_reserved(conn: psycopg.Connection) -
 def test_every_reserved_name_is_defined_by_an_engine(conn: psycopg.Connection) -> None:
     defined = {row[0] for row in conn.execute(EXTENSION_FUNCTIONS_SQL).fetchall()}
     assert RESERVED_FUNCTIONS - defined - set(GENERIC_MACROS) == set()
+
+
+def test_ml_forecast_takes_the_arguments_duckdb_takes(conn: psycopg.Connection) -> None:
+    """PostgreSQL's ml.forecast and DuckDB's forecast macros read the same FORECAST_ARGUMENTS."""
+    names = conn.execute("SELECT proargnames[1:6] FROM pg_catalog.pg_proc WHERE oid = 'ml.forecast'::regproc")
+    assert names.fetchone() == (["model", *FORECAST_ARGUMENTS],)
 
 
 def test_the_database_runs_the_helper_the_package_builds(conn: psycopg.Connection) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import psycopg
 import pytest
 
-from tests.postgres.conftest import bridge_url, conn, database, installed_extension  # noqa: F401
+from tests.postgres.conftest import bridge_store, bridge_url, conn, database, installed_extension  # noqa: F401
 
 
 @dataclass

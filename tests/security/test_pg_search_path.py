@@ -9,6 +9,9 @@ from __future__ import annotations
 import psycopg
 import pytest
 
+from sqlml.bridge.registry import Registry
+from tests.forecast_series import promo_frame, train_promo_models
+
 from .test_pg_tokens import LEAD
 
 pytestmark = [pytest.mark.postgres, pytest.mark.bridge]
@@ -45,6 +48,11 @@ CALLS = [
     " 2::bigint AS mgemleef, 5::bigint AS ppersaut, true AS purchased, 1 AS id')",
     "SELECT ml.train('hijack_probe', 'lead_scoring', 'SELECT g::bigint AS a, g % 2 = 0 AS y"
     " FROM generate_series(1, 40) g', 'y')",
+    # the forecast model of the `hijack_forecast` fixture; both queries are the caller's
+    "SELECT * FROM ml.forecast('hijack_promo', horizon => 3, future => 'SELECT d AS ts, true AS promo FROM"
+    " generate_series(timestamp ''2024-01-01'', timestamp ''2024-01-10'', interval ''1 day'') d', history =>"
+    " 'SELECT d AS ts, 20.0 AS value FROM generate_series(timestamp ''2023-06-01'', timestamp ''2023-12-31'',"
+    " interval ''1 day'') d')",
 ]
 
 
@@ -66,7 +74,16 @@ def _shadow_sql(schema: str) -> list[str]:
     return statements
 
 
-def test_no_ml_function_can_be_redirected_through_search_path(conn: psycopg.Connection, make_role) -> None:
+@pytest.fixture
+def hijack_forecast(bridge_store: Registry) -> None:
+    """A forecast model with a covariate in the served store, for the ml.forecast call above."""
+    if "hijack_promo" not in bridge_store.names():
+        train_promo_models(bridge_store, promo_frame(), "hijack")
+
+
+def test_no_ml_function_can_be_redirected_through_search_path(
+    conn: psycopg.Connection, make_role, hijack_forecast: None
+) -> None:
     attacker, victim = make_role(), make_role("sqlml_admin")
     schema = f"evil_{attacker.name}"
     conn.execute(f'GRANT CREATE ON DATABASE "{conn.info.dbname}" TO {attacker.name}')

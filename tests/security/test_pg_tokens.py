@@ -28,6 +28,8 @@ TOKEN_READING_CALLS = [
     "SELECT * FROM ml.predict_query('lead_score', 'SELECT 1 AS id, 3::bigint AS mostype', 'id')",
     f"SELECT * FROM ml.explain('lead_score', '{LEAD}'::jsonb, 2)",
     "SELECT * FROM ml.forecast('power', NULL, 3)",
+    "SELECT * FROM ml.forecast('power', NULL, 3, future => 'SELECT 1 AS ts', history => 'SELECT 1 AS ts')",
+    "SELECT ml._forecast_rows('power', NULL, 3, NULL, '[]', NULL)",
     "SELECT * FROM ml.models()",
     "SELECT ml.lead_score(3, 1, 2, 5)",
     "SELECT * FROM ml.sync()",

@@ -21,7 +21,7 @@ from sqlml.bridge.manifest import ColumnType
 from sqlml.bridge.registry import Registry
 from sqlml.sql.catalog import Catalog, typed_function_from_model
 from sqlml.sql.reserved import BUILTIN_MODEL_FUNCTIONS, RESERVED_FUNCTIONS
-from sqlml.sql.spec import function_spec, spec_from_entry
+from sqlml.sql.spec import FORECAST_ARGUMENTS, function_spec, spec_from_entry
 from sqlml.sql.types import DUCKDB_TYPES, POSTGRES_TYPES, SIGNATURE_TYPES
 from sqlml.udfs import macros, register
 from tests.udfs.fakes import MANIFESTS, publish_fakes
@@ -88,7 +88,7 @@ def test_every_model_gets_the_same_function_on_every_surface(client: LocalClient
         checked += 1
         if spec.is_table:  # a forecast: DuckDB's table macro; PostgreSQL and the rewriter use ml.forecast()
             assert pg is None and typed is None
-            assert duckdb_macros[name] == [["series", "horizon", "quantiles"]]
+            assert duckdb_macros[name] == [list(FORECAST_ARGUMENTS)]
             continue
         expected = [[c.name for c in spec.inputs]] + ([["row"]] if len(spec.inputs) > 1 else [])
         assert sorted(duckdb_macros[name]) == sorted(expected)
