@@ -28,6 +28,7 @@ ROOT = HERE.parent
 SHARED = [
     "sqlml/naming.py",
     "sqlml/sql/types.py",
+    "sqlml/sql/sentiment.py",
     "sqlml/sql/reserved.py",
     "sqlml/sql/sqlstates.py",
     "sqlml/sql/spec.py",

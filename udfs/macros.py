@@ -9,6 +9,7 @@ DuckDB's function binder.
 
 from __future__ import annotations
 
+from sqlml.sql.sentiment import LANGUAGE_ERROR, SENTIMENT_LANGUAGES, SENTIMENT_MODEL
 from sqlml.sql.spec import FORECAST_ARGUMENTS, FunctionSpec, SpecColumn
 from sqlml.udfs.type_map import ACCEPTED, quote_ident, quote_literal
 
@@ -114,7 +115,18 @@ def model_macro(spec: FunctionSpec) -> str:
             checked_argument(f'struct_extract("row", {quote_literal(c.name)})', c, model) for c in inputs
         )
         overloads.append(f'("row") AS {udf}({by_field})')
+    if model == SENTIMENT_MODEL and len(inputs) == 1:
+        overloads.append(f"({params}, language) AS {language_checked(f'{udf}({by_column})')}")
     return f"CREATE OR REPLACE MACRO {qualified(model)}" + ", ".join(overloads)
+
+
+def language_checked(call: str) -> str:
+    """`ml.sentiment(text, language)`, Aurora's `detect_sentiment(text, 'en')` form: the call for a
+    language the model reads (sqlml/sql/sentiment.py), else the same error as PostgreSQL's."""
+    codes = ", ".join(quote_literal(code) for code in SENTIMENT_LANGUAGES)
+    before, after = LANGUAGE_ERROR.split("{language}")
+    message = f"{quote_literal(before)} || language || {quote_literal(after)}"
+    return f"CASE WHEN lower(trim(language)) IN ({codes}) THEN {call} ELSE error({message}) END"
 
 
 def checked_argument(expression: str, column: SpecColumn, model: str) -> str:

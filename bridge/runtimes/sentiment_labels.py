@@ -31,8 +31,10 @@ from typing import Any
 
 import numpy as np
 
-LABELS = ("positive", "negative", "neutral", "mixed")
-SCORE_COLUMNS = ("score_positive", "score_negative", "score_neutral", "score_mixed")
+from sqlml.sql.sentiment import SCORE_FIELDS, SENTIMENT_LABELS
+
+LABELS = SENTIMENT_LABELS  # the label set and its score columns are defined once, for every surface
+SCORE_COLUMNS = SCORE_FIELDS
 DEFAULT_NEUTRAL_GAMMA = 4.0  # chosen among 2, 3, 4, 6 on the 86-sentence probe set (bench/sentiment_probe.py)
 
 _SEGMENT = re.compile(r"(?<=[.!?;])\s+|;\s*|,?\s+\b(?:but|however|although|though|yet)\b,?\s+", re.IGNORECASE)

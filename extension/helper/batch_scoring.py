@@ -14,6 +14,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from sqlml.sql.sentiment import SCORE_FIELDS
+
 from .bridge_http import Bridge
 from .model_names import check_model
 from .row_scoring import is_object_text, result_json
@@ -132,8 +134,9 @@ def predict_rows_json(call: SqlCall, model: str, rows_json: str) -> str:
 
 
 @bridge_function
-def sentiment_batch(call: SqlCall, texts: Sequence[str | None]) -> Iterator[tuple[int, str | None, float | None]]:
-    """ml.sentiment_batch(text[]) -> (ord, label, confidence)."""
+def sentiment_batch(call: SqlCall, texts: Sequence[str | None]) -> Iterator[tuple[Any, ...]]:
+    """ml.sentiment_batch(text[]) -> (ord, label, confidence, score_positive, ..., score_mixed);
+    a version that gives no scores has NULL scores."""
     settings, model = call.settings, call.settings.sentiment_model
     sizer, start = ChunkSizer(settings), 0
     while start < len(texts):
@@ -144,11 +147,13 @@ def sentiment_batch(call: SqlCall, texts: Sequence[str | None]) -> Iterator[tupl
             labels, confidences = columns.get("label"), columns.get("confidence")
             if labels is None or confidences is None:
                 raise BridgeError("bad_response", f'model "{model}" did not return label and confidence')
+            scores = [columns.get(name) or [None] * len(chunk) for name in SCORE_FIELDS]
         except BridgeError as error:
             if settings.on_error != "null":
                 raise
             call.warnings.warn(error, len(chunk))
             labels = confidences = [None] * len(chunk)
-        for position, (label, confidence) in enumerate(zip(labels, confidences, strict=True)):
-            yield start + position + 1, label, (confidence if label is not None else None)
+            scores = [[None] * len(chunk) for _ in SCORE_FIELDS]
+        for position, (label, *values) in enumerate(zip(labels, confidences, *scores, strict=True)):
+            yield start + position + 1, label, *((v if label is not None else None) for v in values)
         start += len(chunk)

@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from sqlml.sql.sentiment import SENTIMENT_FIELDS, language_error
+
 from .bridge_http import Bridge, quote_model
 from .model_names import check_model
 from .settings import Settings
@@ -112,7 +114,20 @@ def predict_typed(
 
 @bridge_function_or_null
 def sentiment(call: SqlCall, text: str) -> dict[str, Any] | None:
-    """ml.sentiment(text) -> (label, confidence)."""
+    """ml.sentiment(text) -> ml.sentiment_result (label, confidence, the four scores)."""
+    return _sentiment(call, text)
+
+
+@bridge_function_or_null
+def sentiment_in(call: SqlCall, text: str, language: str) -> dict[str, Any] | None:
+    """ml.sentiment(text, language): ml.sentiment(text) for a language the model reads."""
+    refused = language_error(language)
+    if refused is not None:
+        raise BridgeError("invalid_input", refused, detail={"language": language})
+    return _sentiment(call, text)
+
+
+def _sentiment(call: SqlCall, text: str) -> dict[str, Any] | None:
     bridge = call.bridge
     model, features = call.settings.sentiment_model, json.dumps({"text": text})
     row = once_per_statement(call.settings, model + "\n" + features, lambda: bridge.predict(model, [features])[0])
@@ -120,4 +135,4 @@ def sentiment(call: SqlCall, text: str) -> dict[str, Any] | None:
         raise BridgeError("bad_response", "the bridge answered sentiment with a malformed row")
     if row.get("label") is None:
         return None
-    return {"label": row.get("label"), "confidence": row.get("confidence")}
+    return {name: row.get(name) for name in SENTIMENT_FIELDS}

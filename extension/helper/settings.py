@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sqlml.sql.sentiment import SENTIMENT_MODEL
+
 from .plpy_api import Plpy, prepared
 from .sql_errors import BridgeError
 
@@ -106,7 +108,7 @@ def read_settings(plpy: Plpy, with_token: bool = True) -> Settings:
         raise BridgeError("invalid_setting", f"sqlml.on_error must be 'raise' or 'null', got {on_error!r}")
     token = credential.token if credential and credential.bridge_url == url else None
     withheld = credential.bridge_url if credential and token is None else None
-    model = row["sentiment_model"] or "sentiment"
+    model = row["sentiment_model"] or SENTIMENT_MODEL
     return Settings(url, timeout_ms, batch_size, on_error, model, token, withheld, row.get("statement") or "")
 
 

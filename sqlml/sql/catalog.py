@@ -18,7 +18,7 @@ from typing import Any, Literal
 from sqlml.sql.spec import spec_from_entry
 
 # How a per-row function is batched:
-#   sentiment: ml.sentiment(text) -> ml.sentiment_batch(text[]) (ord, label, confidence)
+#   sentiment: ml.sentiment(text) -> ml.sentiment_batch(text[]) (ord, SENTIMENT_FIELDS...)
 #   predict:   ml.predict('model', features jsonb) -> ml.predict_batch('model', jsonb[]) (ord, result)
 #   typed:     ml.<model>(a, b, ...) -> ml.predict_batch('<model>', jsonb_build_object('a', a, ...)[])
 BatchKind = Literal["sentiment", "predict", "typed"]

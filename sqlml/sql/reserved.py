@@ -10,6 +10,8 @@ PostgreSQL helper is built with this module.
 
 from __future__ import annotations
 
+from sqlml.sql.sentiment import SENTIMENT_MODEL
+
 RESERVED_FUNCTIONS = frozenset(
     {
         # both engines
@@ -40,4 +42,4 @@ RESERVED_FUNCTIONS = frozenset(
 # named `sentiment` and has a batch twin (`ml.sentiment_batch`) that the rewriter uses, so ml.sync()
 # generates nothing for that model. On DuckDB the same call is the model's generated macro; both
 # return (label, confidence).
-BUILTIN_MODEL_FUNCTIONS = frozenset({"sentiment"})
+BUILTIN_MODEL_FUNCTIONS = frozenset({SENTIMENT_MODEL})

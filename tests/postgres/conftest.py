@@ -24,6 +24,7 @@ import xgboost as xgb
 
 from sqlml.bridge.manifest import Column, Manifest, Signature
 from sqlml.bridge.registry import Registry
+from sqlml.bridge.training.sentiment import sentiment_signature
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).parent
@@ -75,10 +76,7 @@ def publish_models(store: Path) -> None:
             name="sentiment",
             runtime="fake_sentiment",
             task="sentiment",
-            signature=Signature(
-                inputs=[Column(name="text", type="text")],
-                outputs=[Column(name="label", type="text"), Column(name="confidence", type="double")],
-            ),
+            signature=sentiment_signature(),  # the trained model's: label, confidence, four scores
         ),
         store.parent / "sentiment",
     )

@@ -58,14 +58,39 @@ def test_nulls(conn: psycopg.Connection) -> None:
     ).fetchall()
     assert [r[0] for r in rows] == [1, 2, 3] and rows[1][1] is None and rows[0][1] == rows[2][1]
     texts = conn.execute("SELECT * FROM ml.sentiment_batch(ARRAY['good', NULL, 'awful'])").fetchall()
-    assert texts == [(1, "positive", 0.9), (2, None, None), (3, "negative", 0.7)]
+    assert texts == [
+        (1, "positive", 0.9, 0.9, 0.05, 0.05, 0.0),
+        (2, None, None, None, None, None, None),
+        (3, "negative", 0.7, 0.2, 0.7, 0.1, 0.0),
+    ]
 
 
 def test_sentiment_and_models(conn: psycopg.Connection) -> None:
-    assert conn.execute("SELECT * FROM ml.sentiment('a great day')").fetchone() == ("positive", 0.9)
+    scored = conn.execute("SELECT * FROM ml.sentiment('a great day')").fetchone()
+    assert scored == ("positive", 0.9, 0.9, 0.05, 0.05, 0.0)
     models = {r[0]: r for r in conn.execute("SELECT name, version, versions, aliases, task FROM ml.models()")}
     assert models["lead_score"][1:] == (1, [1, 2], {"production": 1}, "classification")
     assert "sentiment" in models
+
+
+def test_sentiment_with_a_language_reads_english_only(conn: psycopg.Connection) -> None:
+    """Aurora's detect_sentiment(text, 'en') form: 'en' in any case scores as ml.sentiment(text);
+    another language is a 22023 error, or NULL and a WARNING with sqlml.on_error = 'null'."""
+    plain = conn.execute("SELECT * FROM ml.sentiment('a great day')").fetchone()
+    assert conn.execute("SELECT * FROM ml.sentiment('a great day', 'en')").fetchone() == plain
+    assert conn.execute("SELECT * FROM ml.sentiment('a great day', ' EN ')").fetchone() == plain
+    with pytest.raises(psycopg.Error) as raised:
+        conn.execute("SELECT ml.sentiment('une belle journée', 'fr')")
+    assert raised.value.sqlstate == "22023"
+    assert "ml.sentiment reads 'en' only, not 'fr'" in str(raised.value)
+    conn.execute("SET sqlml.on_error = 'null'")
+    notices: list[str] = []
+    conn.add_notice_handler(lambda diagnostic: notices.append(str(diagnostic.message_primary)))
+    try:
+        assert conn.execute("SELECT ml.sentiment('une belle journée', 'fr')").fetchone() == (None,)
+    finally:
+        conn.execute("RESET sqlml.on_error")
+    assert any("reads 'en' only" in n for n in notices), notices
 
 
 def test_explain(conn: psycopg.Connection) -> None:

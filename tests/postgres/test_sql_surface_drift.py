@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 from sqlml.sql.reserved import BUILTIN_MODEL_FUNCTIONS, RESERVED_FUNCTIONS
+from sqlml.sql.sentiment import SENTIMENT_FIELDS
 from sqlml.sql.spec import FORECAST_ARGUMENTS
 from sqlml.udfs.macros import GENERIC_MACROS
 
@@ -50,6 +51,19 @@ def test_ml_forecast_takes_the_arguments_duckdb_takes(conn: psycopg.Connection) 
     """PostgreSQL's ml.forecast and DuckDB's forecast macros read the same FORECAST_ARGUMENTS."""
     names = conn.execute("SELECT proargnames[1:6] FROM pg_catalog.pg_proc WHERE oid = 'ml.forecast'::regproc")
     assert names.fetchone() == (["model", *FORECAST_ARGUMENTS],)
+
+
+def test_ml_sentiment_returns_the_sentiment_fields(conn: psycopg.Connection) -> None:
+    """ml.sentiment_result and ml.sentiment_batch carry sqlml/sql/sentiment.py's fields, in order."""
+    attributes = conn.execute(
+        "SELECT array_agg(attname ORDER BY attnum) FROM pg_catalog.pg_attribute"
+        " WHERE attrelid = 'ml.sentiment_result'::regclass AND attnum > 0 AND NOT attisdropped"
+    ).fetchone()
+    assert attributes == (list(SENTIMENT_FIELDS),)
+    batch = conn.execute(
+        "SELECT proargnames[2:] FROM pg_catalog.pg_proc WHERE oid = 'ml.sentiment_batch(text[])'::regprocedure"
+    ).fetchone()
+    assert batch == (["ord", *SENTIMENT_FIELDS],)
 
 
 def test_the_database_runs_the_helper_the_package_builds(conn: psycopg.Connection) -> None:

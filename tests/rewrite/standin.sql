@@ -4,7 +4,9 @@
 CREATE SCHEMA ml;
 CREATE SEQUENCE ml.per_row_calls;
 CREATE SEQUENCE ml.batch_calls;
-CREATE TYPE ml.sentiment_result AS (label text, confidence double precision);
+CREATE TYPE ml.sentiment_result AS (label text, confidence double precision, score_positive double precision,
+                                    score_negative double precision, score_neutral double precision,
+                                    score_mixed double precision);
 
 CREATE FUNCTION ml._label(t text) RETURNS text LANGUAGE sql IMMUTABLE
 AS $$ SELECT CASE WHEN t IS NULL THEN NULL WHEN length(t) % 3 = 0 THEN 'positive'
@@ -20,15 +22,22 @@ CREATE FUNCTION ml.sentiment(text text) RETURNS ml.sentiment_result
 LANGUAGE plpgsql VOLATILE STRICT AS $$
 BEGIN
     PERFORM nextval('ml.per_row_calls');
-    RETURN ROW(ml._label(text), ml._confidence(text))::ml.sentiment_result;
+    RETURN ROW(ml._label(text), ml._confidence(text), ml._confidence(text), 1 - ml._confidence(text), 0, 0)
+        ::ml.sentiment_result;
 END $$;
 
-CREATE FUNCTION ml.sentiment_batch(texts text[]) RETURNS TABLE(ord integer, label text, confidence double precision)
+CREATE FUNCTION ml.sentiment_batch(texts text[])
+RETURNS TABLE(ord integer, label text, confidence double precision, score_positive double precision,
+              score_negative double precision, score_neutral double precision, score_mixed double precision)
 LANGUAGE plpgsql VOLATILE STRICT ROWS 1000 AS $$
 BEGIN
     PERFORM nextval('ml.batch_calls');
     RETURN QUERY SELECT u.n::integer, ml._label(u.t),
-                        CASE WHEN u.t IS NULL THEN NULL ELSE ml._confidence(u.t) END
+                        CASE WHEN u.t IS NULL THEN NULL ELSE ml._confidence(u.t) END,
+                        CASE WHEN u.t IS NULL THEN NULL ELSE ml._confidence(u.t) END,
+                        CASE WHEN u.t IS NULL THEN NULL ELSE 1 - ml._confidence(u.t) END,
+                        CASE WHEN u.t IS NULL THEN NULL ELSE 0.0::double precision END,
+                        CASE WHEN u.t IS NULL THEN NULL ELSE 0.0::double precision END
                  FROM unnest(texts) WITH ORDINALITY AS u(t, n);
 END $$;
 

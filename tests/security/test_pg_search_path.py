@@ -29,6 +29,7 @@ SHADOWED = [
 
 CALLS = [
     "SELECT ml.sentiment('good')",
+    "SELECT ml.sentiment('good', 'en')",
     f"SELECT ml.predict('lead_score', '{LEAD}'::jsonb)",
     f"SELECT ml.predict('lead_score', '{LEAD}')",  # the text overload casts to jsonb
     "SELECT ml.predict('lead_score', l) FROM (SELECT 3::bigint AS mostype, 1::bigint AS maothers,"

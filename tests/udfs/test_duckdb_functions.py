@@ -53,6 +53,15 @@ def test_sentiment_keeps_order_over_many_vectors(con: Con) -> None:
     assert [label for _, label in rows] == [expected[i % 3] for i, _ in rows]
 
 
+def test_sentiment_with_a_language_reads_english_only(con: Con) -> None:
+    """Aurora's detect_sentiment(text, 'en') form, with PostgreSQL's error for another language."""
+    plain = one(con, "SELECT ml.sentiment('I love it')")
+    assert one(con, "SELECT ml.sentiment('I love it', 'en')") == plain
+    assert one(con, "SELECT ml.sentiment('I love it', ' EN ')") == plain
+    with pytest.raises(duckdb.Error, match=r"ml\.sentiment reads 'en' only, not 'fr' \(the sentiment model"):
+        con.sql("SELECT ml.sentiment('une belle journée', 'fr')").fetchall()
+
+
 def test_sentiment_rejects_a_number_naming_the_column(con: Con) -> None:
     with pytest.raises(duckdb.Error, match='column "text" of model "sentiment" must be VARCHAR, got INTEGER'):
         con.sql("SELECT ml.sentiment(42)").fetchall()

@@ -10,7 +10,7 @@ WITH __ml_in_1 AS (
     CASE
       WHEN b.label IS NULL
       THEN NULL
-      ELSE CAST(ROW(b.label, b.confidence) AS ml.sentiment_result)
+      ELSE CAST(ROW(b.label, b.confidence, b.score_positive, b.score_negative, b.score_neutral, b.score_mixed) AS ml.sentiment_result)
     END AS __ml_value
   FROM (
     SELECT
