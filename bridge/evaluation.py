@@ -4,8 +4,10 @@ The rows carry the model's inputs and its target column (the one it was trained 
 its feature plan); each row is scored exactly as `predict` scores it (same validation, NULLs as
 missing) and compared with its target. Classification reports AUC, log loss, accuracy,
 precision/recall/F1 (binary) or macro F1, and the confusion matrix; regression RMSE, MAE and R².
-Rows whose target is NULL are left out and counted. Tabular (XGBoost) models trained by sqlml
-only: other models answer `not_supported`.
+Rows whose target is NULL are left out and counted. Forecast models are measured on what happened
+after their history (`forecast_evaluation.py`: pinball loss, p10–p90 coverage, MAE against the
+seasonal naive). Otherwise tabular (XGBoost) models trained by sqlml only: other models answer
+`not_supported`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sqlml.bridge.forecast_evaluation import evaluate_forecast
 from sqlml.bridge.host import LoadedModel, ModelHost
 from sqlml.bridge.tabular_features import FeaturePlan, numeric_plan
 from sqlml.errors import InvalidInput, NotSupported
@@ -49,6 +52,8 @@ def evaluate(host: ModelHost, loaded: LoadedModel, table: pa.Table) -> dict[str,
     """Metrics of `loaded` on `table` (inputs and the target column)."""
     from sqlml.bridge.training.tabular import metrics_for  # sklearn: imported by this call only
 
+    if loaded.manifest.task == "forecast":
+        return evaluate_forecast(host, loaded, table)
     plan, target = target_of(loaded)
     if target not in table.column_names:
         raise InvalidInput(

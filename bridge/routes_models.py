@@ -366,7 +366,9 @@ def _forecast(state: BridgeState, loaded: LoadedModel, body: schemas.ForecastReq
 async def evaluate(model: str, request: Request) -> dict[str, Any]:
     """A version's metrics on rows that carry its inputs and its target column (JSON `columns` or
     `rows`, or an Arrow IPC stream): AUC, log loss, accuracy, precision/recall/F1 and the confusion
-    matrix for classification; RMSE, MAE and R² for regression."""
+    matrix for classification; RMSE, MAE and R² for regression. A forecast model takes observations
+    after its history (ts, [series,] value, covariates) and reports pinball loss, p10–p90 coverage
+    and MAE against the seasonal naive."""
     ref = ModelRef.parse(model)
     state = _authorize(request, predict_scope(ref.name))
     started = time.perf_counter()
@@ -374,14 +376,28 @@ async def evaluate(model: str, request: Request) -> dict[str, Any]:
     loaded = await _loaded_model(state, ref)
 
     async def work() -> dict[str, Any]:
-        _plan, target = evaluation.target_of(loaded)
-        table = _read_labelled(state, call, loaded, target)
+        if loaded.manifest.task == "forecast":
+            table = _read_observations(state, call)
+        else:
+            _plan, target = evaluation.target_of(loaded)
+            table = _read_labelled(state, call, loaded, target)
         result = await state.turns.run(loaded, evaluation.evaluate, state.host, loaded, table)
         m = loaded.manifest
         state.metrics.request(m.name, m.version, "evaluate", table.num_rows, time.perf_counter() - started)
         return result
 
     return await _within_timeout(state, ref.name, work())
+
+
+def _read_observations(state: BridgeState, call: BatchCall) -> pa.Table:
+    """A forecast evaluation's rows as they came: ts, series, value and covariates, types inferred."""
+    if is_arrow(call.content_type):
+        table = read_ipc(call.body)
+    else:
+        payload = _parse_json(call.body, schemas.EvaluateRequest)
+        table, _shape = json_to_table(payload.columns, payload.rows)
+    _check_rows(state, table)
+    return table
 
 
 def _read_labelled(state: BridgeState, call: BatchCall, loaded: LoadedModel, target: str) -> pa.Table:

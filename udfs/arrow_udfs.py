@@ -253,7 +253,8 @@ def evaluate(client: ModelClient) -> ArrowUdf:
     """`__sqlml_evaluate(model, rows_json)`: (metric, value) pairs of the model on labelled rows.
 
     `rows_json` is the evaluation query's rows as one JSON list (the `ml.evaluate` macro builds it
-    with `query()`); columns that are neither an input nor the target (keys, notes) are left out."""
+    with `query()`); columns that are neither an input nor the target (keys, notes) are left out.
+    A forecast model's rows (ts, series, value, covariates) go as they are."""
 
     def run(models: pa.ChunkedArray, rows_json: pa.ChunkedArray) -> pa.Array:
         results = []
@@ -267,8 +268,11 @@ def evaluate(client: ModelClient) -> ArrowUdf:
 def _evaluation(client: ModelClient, model: str, text: str) -> list[dict[str, Any]]:
     with errors_naming(model):
         manifest = client.describe(model)
-        target = str(manifest.lineage.get("target") or "")
         rows = json.loads(text)
+        if manifest.task == "forecast":  # observations after the history: ts, series, value, covariates
+            result = client.evaluate(model, json_to_table(None, rows)[0])
+            return [{"metric": name, "value": value} for name, value in evaluation_rows(result)]
+        target = str(manifest.lineage.get("target") or "")
         keep = {*manifest.signature.input_names(), target}
         rows = [{k: v for k, v in row.items() if k in keep} for row in rows]
         types = {c.name: arrow_type(c.type) for c in manifest.signature.inputs}

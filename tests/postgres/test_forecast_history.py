@@ -69,6 +69,20 @@ def test_future_covariates_lower_the_error_through_sql(sales: psycopg.Connection
     assert with_promo < 0.6 * without, (with_promo, without)
 
 
+def test_ml_evaluate_measures_a_forecast_on_the_days_after_training(sales: psycopg.Connection) -> None:
+    """ml.evaluate on a forecast model: observations after its history, the covariates from the same
+    rows; the covariate model's MAE is the lower one, and both are compared with the seasonal naive."""
+    query = f"SELECT ts, value, promo FROM shop_days WHERE ts >= ''{DAY_D}'' ORDER BY ts LIMIT 30"
+    measured = {
+        model: dict(sales.execute(f"SELECT metric, value FROM ml.evaluate('{model}', '{query}')").fetchall())
+        for model in ("pgfc_promo", "pgfc_plain")
+    }
+    promo, plain = measured["pgfc_promo"], measured["pgfc_plain"]
+    assert promo["rows"] == plain["rows"] == 30 and promo["skipped_rows"] == 0
+    assert promo["mae"] < 0.6 * plain["mae"] and promo["beats_seasonal_naive"] == 1.0
+    assert 0.0 <= plain["coverage_p10_p90"] <= 1.0 and plain["mae_seasonal_naive"] > 0
+
+
 def test_history_thirty_days_later_forecasts_after_it(sales: psycopg.Connection) -> None:
     rows = _forecast(
         sales,
