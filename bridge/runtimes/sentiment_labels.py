@@ -64,7 +64,7 @@ def four_scores(p: np.ndarray, mixed: np.ndarray, neutral_gamma: float = DEFAULT
     return np.column_stack([rest * p, rest * (1.0 - p), neutral, mixed])
 
 
-def mixed_strength(segment_p: Sequence[float]) -> float:
+def mixed_strength(segment_p: Sequence[float] | np.ndarray) -> float:
     """min(strongest positive, strongest negative) segment strength, |2q - 1|; 0 with < 2 segments."""
     if len(segment_p) < 2:
         return 0.0

@@ -428,8 +428,8 @@ def output_value_sql(function: ModelFunction) -> str:
     """The per-row function's return value rebuilt from the batch function's columns."""
     if function.kind == "sentiment":
         # ml.sentiment returns NULL (not a row of NULLs) when the model gives no label
-        fields = ", ".join(f"b.{name}" for name in SENTIMENT_FIELDS)
-        return f"CASE WHEN b.label IS NULL THEN NULL ELSE CAST(ROW({fields}) AS {function.result_type}) END"
+        row = ", ".join(f"b.{name}" for name in SENTIMENT_FIELDS)
+        return f"CASE WHEN b.label IS NULL THEN NULL ELSE CAST(ROW({row}) AS {function.result_type}) END"
     if function.kind == "predict":
         return "b.result"
     fields = [f"CAST(b.result ->> {exp.Literal.string(o.name).sql()} AS {o.sql_type})" for o in function.outputs]
