@@ -18,7 +18,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sqlml.bridge.forecast_evaluation import evaluate_forecast
 from sqlml.bridge.host import LoadedModel, ModelHost
 from sqlml.bridge.tabular_features import FeaturePlan, numeric_plan
 from sqlml.errors import InvalidInput, NotSupported
@@ -53,6 +52,8 @@ def evaluate(host: ModelHost, loaded: LoadedModel, table: pa.Table) -> dict[str,
     from sqlml.bridge.training.tabular import metrics_for  # sklearn: imported by this call only
 
     if loaded.manifest.task == "forecast":
+        from sqlml.bridge.forecast_evaluation import evaluate_forecast  # pandas: imported by this call only
+
         return evaluate_forecast(host, loaded, table)
     plan, target = target_of(loaded)
     if target not in table.column_names:
