@@ -353,6 +353,9 @@ async def forecast(model: str, body: schemas.ForecastRequest, request: Request) 
 def _forecast(state: BridgeState, loaded: LoadedModel, body: schemas.ForecastRequest) -> pa.Table:
     future = None if body.future is None else json_to_table(None, body.future)[0]
     history = None if body.history is None else json_to_table(None, body.history)[0]
+    for rows in (future, history):
+        if rows is not None:
+            _check_rows(state, rows)  # the same bound as every other request's rows (413)
     return state.host.forecast_loaded(loaded, body.series, body.horizon, body.quantiles, future, history)
 
 

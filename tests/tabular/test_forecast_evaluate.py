@@ -130,3 +130,15 @@ def test_rows_all_before_the_forecast_say_where_it_starts(store: Registry, frame
     seen = pa.Table.from_pandas(frame.iloc[:20][["ts", "value"]], preserve_index=False)
     with pytest.raises(InvalidInput, match="no row of the evaluation falls within the forecast"):
         LocalClient(store).evaluate("ev_plain", seen)
+
+
+def test_future_and_history_rows_are_bounded_like_any_request(store: Registry, frame: pd.DataFrame) -> None:
+    """A forecast call's rows count against max_request_rows as predict's do: 413 before any work."""
+    settings = BridgeSettings(store=str(store.root), auth=False, max_request_rows=10)
+    rows = _rows(frame, ["ts", "value"])[:11]
+    with TestClient(create_app(settings)) as http:
+        for field in ("future", "history"):
+            answer = http.post("/v1/models/ev_plain/forecast", json={"horizon": 3, field: rows})
+            assert answer.status_code == 413, answer.text
+        fine = http.post("/v1/models/ev_plain/forecast", json={"horizon": 3})
+        assert fine.status_code == 200, fine.text
